@@ -2,6 +2,8 @@
 //! pattern) on generated patterns and names: IDN, trailing dots, mixed case,
 //! deep subdomains.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::{IpAddr, SocketAddr};
 
 use policy_matcher::name::{NameBuf, Observed, observe};

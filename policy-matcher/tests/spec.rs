@@ -1,5 +1,7 @@
 //! Table tests for every example of SPEC §1 (patterns) and §2 (the decision).
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::{IpAddr, SocketAddr};
 
 use policy_matcher::{
