@@ -70,7 +70,18 @@ struct CompiledRules {
     allow_all: bool,
     hosts: HostSet,
     cidrs: PrefixTable<Vec<(IpNet, PortRange)>>,
-    source: Rules,
+    /// The CIDR rules as given (UDP ones are for the host's rules).
+    cidr_rules: Vec<CidrRule>,
+    toggles: Toggles,
+}
+
+/// The platform toggles of one rule set.
+#[derive(Debug, Clone, Copy)]
+struct Toggles {
+    devbox_to_devbox: bool,
+    agent_gateway: bool,
+    mcp_gateway: bool,
+    mirrors: bool,
 }
 
 const ALL_PORTS: PortRange = PortRange {
@@ -187,7 +198,7 @@ impl Compiled {
             return base.allow(Reason::Cidr, rule);
         }
         if let Some(n) = name
-            && let Some(d) = self.platform_decision(&base, &rules.source, n)
+            && let Some(d) = self.platform_decision(&base, rules.toggles, n)
         {
             return d;
         }
@@ -209,8 +220,8 @@ impl Compiled {
         if let Some(rule) = rules.cidr_rule(dest) {
             return Some(base.allow(Reason::Cidr, rule));
         }
-        let r = &rules.source;
-        let names_matter = !r.patterns.is_empty()
+        let r = rules.toggles;
+        let names_matter = !rules.hosts.is_empty()
             || (r.agent_gateway && !self.agent_gateway.is_empty())
             || (r.mcp_gateway && !self.mcp_hub.is_empty())
             || (r.mirrors && !self.mirrors.is_empty())
@@ -249,7 +260,7 @@ impl Compiled {
             self.rules
                 .get(*r as usize)
                 .into_iter()
-                .flat_map(|r| r.source.cidrs.iter())
+                .flat_map(|r| r.cidr_rules.iter())
                 .filter(|c| {
                     c.ports.is_empty() || c.ports.iter().any(|p| p.protocol != Protocol::Tcp)
                 })
@@ -296,7 +307,7 @@ impl Compiled {
     fn platform_decision<'c>(
         &'c self,
         base: &Base<'c>,
-        r: &Rules,
+        r: Toggles,
         name: &str,
     ) -> Option<Decision<'c>> {
         let sets = [
@@ -358,7 +369,13 @@ impl CompiledRules {
             allow_all: rules.allow_all,
             hosts: HostSet::build(names, &rules.patterns),
             cidrs,
-            source: rules.clone(),
+            cidr_rules: rules.cidrs.clone(),
+            toggles: Toggles {
+                devbox_to_devbox: rules.devbox_to_devbox,
+                agent_gateway: rules.agent_gateway,
+                mcp_gateway: rules.mcp_gateway,
+                mirrors: rules.mirrors,
+            },
         }
     }
 
