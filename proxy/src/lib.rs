@@ -1,12 +1,20 @@
 //! egress-proxy: enforces per-devbox network policies on outbound TCP.
 //!
-//! One pipeline serves every listener: [`detect`] reads the first bytes of a
-//! connection, `decide` asks the compiled policy (the `policy-matcher` crate),
-//! and `act` relays or denies. [`config`] turns files into a validated
-//! [`config::Config`] and a compiled state; [`cli`] serves `validate` and
-//! `check`.
+//! One pipeline serves every listener ([`pipeline`]): [`detect`] reads the
+//! first bytes of a connection, [`decide`] asks the compiled policy (the
+//! `policy-matcher` crate), and [`act`] relays or denies. [`config`] turns
+//! files into a validated [`config::Config`] and a compiled state; [`cli`]
+//! serves `validate` and `check`, [`run`] the proxy itself.
 
+pub mod act;
 pub mod cli;
 pub mod config;
+pub mod decide;
 pub mod detect;
+pub mod first_bytes;
+pub mod listen;
+pub mod pipeline;
 pub mod run;
+pub mod shared;
+pub mod sys;
+pub mod upstream;

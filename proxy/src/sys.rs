@@ -1,0 +1,86 @@
+//! The Linux socket calls the data path needs, wrapped safely through
+//! socket2 and nix: the original destination of a REDIRECTed connection,
+//! IP_TRANSPARENT listeners, SO_MARK, linger-0 resets and splice(2) pipes.
+//! No `unsafe` here or anywhere else in the crate.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::fcntl::{OFlag, SpliceFFlags};
+use socket2::{Domain, SockRef, Socket, Type};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// The original destination of a connection redirected by iptables
+/// `REDIRECT` (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST).
+pub fn original_dst(stream: &TcpStream) -> io::Result<SocketAddr> {
+    let sock = SockRef::from(stream);
+    let addr = match stream.local_addr()? {
+        SocketAddr::V4(_) => sock.original_dst_v4()?,
+        SocketAddr::V6(_) => sock.original_dst_v6()?,
+    };
+    addr.as_socket().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "original destination is not an IP address",
+        )
+    })
+}
+
+/// A listener bound to `addr`; `transparent` sets IP_TRANSPARENT so that
+/// iptables `TPROXY` can deliver connections for any destination to it.
+pub fn listener(addr: SocketAddr, transparent: bool) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if transparent {
+        match addr {
+            SocketAddr::V4(_) => socket.set_ip_transparent_v4(true)?,
+            SocketAddr::V6(_) => socket.set_ip_transparent_v6(true)?,
+        }
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// An unconnected upstream socket for `dest`, carrying `mark` (SO_MARK) so
+/// that the host's rules can exempt the proxy's own traffic.
+pub fn upstream_socket(dest: SocketAddr, mark: Option<u32>) -> io::Result<TcpSocket> {
+    let socket = match dest {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    if let Some(mark) = mark {
+        SockRef::from(&socket).set_mark(mark)?;
+    }
+    socket.set_nodelay(true)?;
+    Ok(socket)
+}
+
+/// Makes the next close of `stream` send a TCP reset (SO_LINGER 0).
+pub fn set_reset_on_close(stream: &TcpStream) -> io::Result<()> {
+    SockRef::from(stream).set_linger(Some(std::time::Duration::ZERO))
+}
+
+/// A non-blocking pipe for splice(2): (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).map_err(io::Error::from)
+}
+
+/// Moves up to `len` bytes from `from` to `to` inside the kernel,
+/// without blocking; one of the two must be a pipe.
+pub fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
+    nix::fcntl::splice(
+        from,
+        None,
+        to,
+        None,
+        len,
+        SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK,
+    )
+    .map_err(io::Error::from)
+}
