@@ -172,7 +172,23 @@ impl Compiled {
 
     /// Decides one connection (SPEC §2). Never allocates on ASCII names.
     pub fn decide<'c>(&'c self, q: &Query<'_>) -> Decision<'c> {
-        let (base, rules) = match self.resolve(q.source) {
+        self.decide_with(q.source, Some(q.dest), q.name)
+    }
+
+    /// Decides a connection known only by name (an explicit proxy request,
+    /// before any DNS lookup): CIDR rules do not apply, since the name has no
+    /// address yet. Check each resolved address with [`Self::cidr_allows`].
+    pub fn decide_name<'c>(&'c self, source: IpAddr, name: &str) -> Decision<'c> {
+        self.decide_with(source, None, Some(name))
+    }
+
+    fn decide_with<'c>(
+        &'c self,
+        source: IpAddr,
+        dest: Option<SocketAddr>,
+        name: Option<&str>,
+    ) -> Decision<'c> {
+        let (base, rules) = match self.resolve(source) {
             Ok(found) => found,
             Err(done) => return done,
         };
@@ -180,7 +196,7 @@ impl Compiled {
             return base.allow(Reason::AllowAll, Rule::AllowAll);
         }
         let mut buf = NameBuf::new();
-        let name = match q.name.map(|raw| name::observe(raw, &mut buf)) {
+        let name = match name.map(|raw| name::observe(raw, &mut buf)) {
             Some(Observed::Name(n)) => Some(n),
             _ => None,
         };
@@ -194,7 +210,7 @@ impl Compiled {
                 },
             );
         }
-        if let Some(rule) = rules.cidr_rule(q.dest) {
+        if let Some(rule) = dest.and_then(|d| rules.cidr_rule(d)) {
             return base.allow(Reason::Cidr, rule);
         }
         if let Some(n) = name
