@@ -85,6 +85,14 @@ pub struct Detector {
     state: State,
 }
 
+/// Which parser the first bytes call for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Protocol {
+    Tls,
+    Http,
+    Unknown,
+}
+
 #[derive(Clone, Debug, Default)]
 #[expect(
     clippy::large_enum_variant,
@@ -100,7 +108,12 @@ enum State {
 
 /// Detects the protocol and the name in `buf`, from scratch.
 pub fn detect(buf: &[u8]) -> Detection {
-    Detector::new().feed(buf)
+    match dispatch(buf) {
+        Some(Protocol::Tls) => tls::parse_client_hello(buf),
+        Some(Protocol::Http) => http::parse_request_head(buf),
+        Some(Protocol::Unknown) => Detection::Done(Detected::Unknown),
+        None => Detection::Incomplete,
+    }
 }
 
 // === impl Detector ===
@@ -115,7 +128,9 @@ impl Detector {
     pub fn feed(&mut self, buf: &[u8]) -> Detection {
         if matches!(self.state, State::Start) {
             self.state = match dispatch(buf) {
-                Some(state) => state,
+                Some(Protocol::Tls) => State::Tls(tls::Scanner::default()),
+                Some(Protocol::Http) => State::Http(http::Scanner::default()),
+                Some(Protocol::Unknown) => State::Finished(Detection::Done(Detected::Unknown)),
                 None => return Detection::Incomplete,
             };
         }
@@ -133,13 +148,13 @@ impl Detector {
 }
 
 /// Chooses the parser from the first bytes; `None` until they can tell.
-fn dispatch(buf: &[u8]) -> Option<State> {
+fn dispatch(buf: &[u8]) -> Option<Protocol> {
     match buf.first()? {
-        &tls::HANDSHAKE_RECORD => Some(State::Tls(tls::Scanner::default())),
+        &tls::HANDSHAKE_RECORD => Some(Protocol::Tls),
         _ => match http::method_prefix(buf) {
-            http::Prefix::Method => Some(State::Http(http::Scanner::default())),
+            http::Prefix::Method => Some(Protocol::Http),
             http::Prefix::Partial => None,
-            http::Prefix::Other => Some(State::Finished(Detection::Done(Detected::Unknown))),
+            http::Prefix::Other => Some(Protocol::Unknown),
         },
     }
 }

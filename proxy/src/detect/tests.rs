@@ -61,6 +61,32 @@ fn every_prefix_of_every_fixture_is_incomplete() {
     }
 }
 
+/// The fuzz target's invariant (`proxy/fuzz`), deterministically: every byte of
+/// every fixture changed in turn; no panic, and the answer fed in chunks is the
+/// answer from scratch, already at the first chunk that settles it.
+#[test]
+fn mutated_fixtures_do_not_depend_on_chunking() {
+    for fixture in TLS_FIXTURES.iter().chain(&HTTP_FIXTURES) {
+        for i in 0..fixture.len() {
+            let mut input = fixture.to_vec();
+            input[i] = input[i].wrapping_add(1 + (i % 251) as u8);
+            let whole = detect(&input);
+            let step = 1 + i % 61;
+            let mut detector = Detector::new();
+            let ends = (step..input.len()).step_by(step).chain([input.len()]);
+            let mut settled = false;
+            for end in ends {
+                let fed = detector.feed(&input[..end]);
+                if !settled && fed != Detection::Incomplete {
+                    assert_eq!(fed, whole, "byte {i} changed, settled at {end}");
+                    settled = true;
+                }
+            }
+            assert_eq!(detector.feed(&input), whole, "byte {i} changed");
+        }
+    }
+}
+
 #[test]
 fn fixtures_are_real_sizes() {
     assert_eq!(CURL_SNI.len(), 517, "curl pads its hello to 512 bytes");

@@ -1,6 +1,6 @@
 //! TLS ClientHello: the record layer walk, reassembly, and the server_name checks.
 //!
-//! [`Scanner`] walks record headers (5 bytes each) and the handshake header
+//! `Scanner` walks record headers (5 bytes each) and the handshake header
 //! (4 bytes) as bytes arrive, so it knows when the whole ClientHello is there
 //! without parsing it. Then the hello is parsed once: in place when it lies in
 //! one record, else from a stack copy of the record payloads. tls-parser reads
@@ -25,9 +25,9 @@ pub const MAX_HELLO_LEN: usize = 16 * 1024;
 /// Content type of a handshake record: the first byte of every ClientHello.
 pub(crate) const HANDSHAKE_RECORD: u8 = 22;
 const RECORD_HEADER_LEN: usize = 5;
+const HANDSHAKE_HEADER_LEN: usize = 4;
 /// Reassembly buffer size for the common split hello (curl, openssl, browsers).
 const SMALL_HELLO_LEN: usize = 2048;
-const HANDSHAKE_HEADER_LEN: usize = 4;
 const MAX_FRAGMENT_LEN: usize = 1 << 14;
 const CLIENT_HELLO: u8 = 1;
 const EXT_SERVER_NAME: u16 = 0;
@@ -46,6 +46,22 @@ pub(crate) struct Scanner {
     head: [u8; HANDSHAKE_HEADER_LEN],
     /// Version of the first record header.
     record_version: u16,
+}
+
+/// What a hello names, borrowed from it: the host_name (not yet checked)
+/// and whether ECH is offered.
+#[derive(Default)]
+struct Hello<'a> {
+    sni: Option<&'a [u8]>,
+    ech: bool,
+}
+
+/// The ClientHello fields before the extensions.
+struct FixedFields<'a> {
+    legacy_version: u16,
+    session_id: &'a [u8],
+    cipher_suites: &'a [u8],
+    compression_methods: &'a [u8],
 }
 
 /// Parses the ClientHello at the start of `buf` (records included).
@@ -133,32 +149,21 @@ impl Scanner {
         if self.received > hello_len {
             return Err(Malformed::TlsTrailingData);
         }
-        let (sni, ech) = if self.records == 1 {
+        if self.records == 1 {
             let start = RECORD_HEADER_LEN + HANDSHAKE_HEADER_LEN;
             let body = buf.get(start..RECORD_HEADER_LEN + hello_len);
-            parse_hello_body(body.ok_or(Malformed::TlsRecordLength)?)?
-        } else {
+            self.detected(body.ok_or(Malformed::TlsRecordLength)?)
+        } else if hello_len <= SMALL_HELLO_LEN {
             // Most split hellos are small: a 2 KiB copy saves zeroing 16 KiB.
-            if hello_len <= SMALL_HELLO_LEN {
-                self.parse_joined::<SMALL_HELLO_LEN>(buf, hello_len)?
-            } else {
-                self.parse_joined::<MAX_HELLO_LEN>(buf, hello_len)?
-            }
-        };
-        Ok(Detected::Tls {
-            sni,
-            ech,
-            record_version: self.record_version,
-        })
+            self.join::<SMALL_HELLO_LEN>(buf, hello_len)
+        } else {
+            self.join::<MAX_HELLO_LEN>(buf, hello_len)
+        }
     }
 
     /// Copies the payloads of the records walked into one stack buffer, then parses.
     #[inline(never)]
-    fn parse_joined<const N: usize>(
-        &self,
-        buf: &[u8],
-        hello_len: usize,
-    ) -> Result<Hello, Malformed> {
+    fn join<const N: usize>(&self, buf: &[u8], hello_len: usize) -> Result<Detected, Malformed> {
         let mut joined = [0u8; N];
         let (mut at, mut pos) = (0, 0);
         for _ in 0..self.records {
@@ -177,7 +182,30 @@ impl Scanner {
             pos += RECORD_HEADER_LEN + payload.len();
         }
         let body = joined.get(HANDSHAKE_HEADER_LEN..hello_len);
-        parse_hello_body(body.ok_or(Malformed::TlsRecordLength)?)
+        self.detected(body.ok_or(Malformed::TlsRecordLength)?)
+    }
+
+    /// Parses the hello body and copies the server name out of it.
+    fn detected(&self, body: &[u8]) -> Result<Detected, Malformed> {
+        let hello = parse_hello_body(body)?;
+        let sni = hello.sni.map(ObservedName::new).transpose();
+        Ok(Detected::Tls {
+            sni: sni.map_err(Malformed::from_sni)?,
+            ech: hello.ech,
+            record_version: self.record_version,
+        })
+    }
+}
+
+// === impl FixedFields ===
+
+impl FixedFields<'_> {
+    fn is_valid(&self) -> bool {
+        self.legacy_version >> 8 == 3
+            && self.session_id.len() <= 32
+            && !self.cipher_suites.is_empty()
+            && self.cipher_suites.len().is_multiple_of(2)
+            && !self.compression_methods.is_empty()
     }
 }
 
@@ -206,41 +234,20 @@ fn record_header(rest: &[u8]) -> Result<Option<(u16, usize)>, Malformed> {
     Ok(Some((header.version.0, len)))
 }
 
-/// What the hello names: the server name and whether ECH is offered.
-type Hello = (Option<ObservedName>, bool);
-
 /// Parses a ClientHello body (after the 4-byte handshake header).
-fn parse_hello_body(body: &[u8]) -> Result<Hello, Malformed> {
+fn parse_hello_body(body: &[u8]) -> Result<Hello<'_>, Malformed> {
     let (rest, fields) = fixed_fields(body).map_err(|_| Malformed::TlsHelloFields)?;
     if !fields.is_valid() {
         return Err(Malformed::TlsHelloFields);
     }
     if rest.is_empty() {
-        return Ok((None, false));
+        return Ok(Hello::default());
     }
     let (rest, block) = vector_u16(rest).map_err(|_| Malformed::TlsExtensions)?;
     if !rest.is_empty() {
         return Err(Malformed::TlsTrailingData);
     }
     extensions(block)
-}
-
-/// The ClientHello fields before the extensions.
-struct FixedFields<'a> {
-    legacy_version: u16,
-    session_id: &'a [u8],
-    cipher_suites: &'a [u8],
-    compression_methods: &'a [u8],
-}
-
-impl FixedFields<'_> {
-    fn is_valid(&self) -> bool {
-        self.legacy_version >> 8 == 3
-            && self.session_id.len() <= 32
-            && !self.cipher_suites.is_empty()
-            && self.cipher_suites.len().is_multiple_of(2)
-            && !self.compression_methods.is_empty()
-    }
 }
 
 fn fixed_fields(i: &[u8]) -> IResult<&[u8], FixedFields<'_>> {
@@ -264,23 +271,20 @@ fn vector_u16(i: &[u8]) -> IResult<&[u8], &[u8]> {
 }
 
 /// Walks the extensions block: one server_name at most, one ECH at most.
-fn extensions(mut block: &[u8]) -> Result<Hello, Malformed> {
-    let (mut sni, mut seen_sni, mut ech) = (None, false, false);
+fn extensions(mut block: &[u8]) -> Result<Hello<'_>, Malformed> {
+    let (mut sni, mut ech) = (None, false);
     while !block.is_empty() {
         let (rest, (kind, data)) = extension(block).map_err(|_| Malformed::TlsExtensions)?;
         match kind {
-            EXT_SERVER_NAME if seen_sni => return Err(Malformed::TlsDuplicateServerName),
-            EXT_SERVER_NAME => {
-                seen_sni = true;
-                sni = Some(server_name(data)?);
-            }
+            EXT_SERVER_NAME if sni.is_some() => return Err(Malformed::TlsDuplicateServerName),
+            EXT_SERVER_NAME => sni = Some(server_name(data)?),
             EXT_ECH if ech => return Err(Malformed::TlsDuplicateEch),
             EXT_ECH => ech = true,
             _ => {}
         }
         block = rest;
     }
-    Ok((sni, ech))
+    Ok(Hello { sni, ech })
 }
 
 fn extension(i: &[u8]) -> IResult<&[u8], (u16, &[u8])> {
@@ -290,7 +294,7 @@ fn extension(i: &[u8]) -> IResult<&[u8], (u16, &[u8])> {
 }
 
 /// The server_name extension: a list holding exactly one host_name.
-fn server_name(data: &[u8]) -> Result<ObservedName, Malformed> {
+fn server_name(data: &[u8]) -> Result<&[u8], Malformed> {
     let (rest, list) = vector_u16(data).map_err(|_| Malformed::TlsServerNameList)?;
     if !rest.is_empty() {
         return Err(Malformed::TlsServerNameList);
@@ -306,5 +310,5 @@ fn server_name(data: &[u8]) -> Result<ObservedName, Malformed> {
     if kind != SNIType::HostName {
         return Err(Malformed::TlsServerNameType);
     }
-    ObservedName::new(name).map_err(Malformed::from_sni)
+    Ok(name)
 }
