@@ -2,10 +2,14 @@
 //! grows to at most [`MAX_DETECT_BYTES`], until the detector has an answer,
 //! the client closes, or the deadline passes (a client trickling bytes is
 //! cut off by the same deadline). The bytes are kept to be replayed upstream.
+//!
+//! Inside a CONNECT tunnel the upstream is already dialled: while waiting for
+//! the client's first bytes, whatever the upstream sends (a server-first
+//! banner) is passed to the client, and the deadline becomes the idle timeout.
 
+use std::io;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -23,47 +27,136 @@ pub struct FirstBytes {
     pub failure: Reason,
 }
 
+/// An upstream already connected, whose bytes flow to the client meanwhile.
+#[derive(Debug, Clone, Copy)]
+pub struct ServerFirst<'a> {
+    /// The upstream socket.
+    pub upstream: &'a TcpStream,
+    /// The deadline once the upstream has spoken.
+    pub idle: Duration,
+}
+
 const FIRST_READ: usize = 2048;
 
-/// Reads until detection answers, within `timeout`.
-pub async fn read(stream: &mut TcpStream, timeout: Duration) -> FirstBytes {
-    let deadline = Instant::now() + timeout;
-    let mut buf = vec![0u8; FIRST_READ];
-    let mut len = 0usize;
+/// Reads until detection answers, within `timeout`; `prefix` holds bytes
+/// already read from the client (they count as the start of the stream).
+pub async fn read(
+    client: &TcpStream,
+    timeout: Duration,
+    prefix: &[u8],
+    server_first: Option<ServerFirst<'_>>,
+) -> FirstBytes {
+    let mut deadline = Instant::now() + timeout;
+    let mut buf = Vec::with_capacity(FIRST_READ.max(prefix.len()));
+    buf.extend_from_slice(prefix);
     let mut detector = Detector::new();
-    let failure = loop {
-        if len == buf.len() {
-            if len >= MAX_DETECT_BYTES {
-                break Reason::Malformed(Malformed::TooLarge);
-            }
-            buf.resize((len * 2).min(MAX_DETECT_BYTES), 0);
+    if !buf.is_empty() {
+        let detection = detector.feed(&buf);
+        if detection != Detection::Incomplete {
+            return done(buf, detection);
         }
-        let Some(spare) = buf.get_mut(len..) else {
+    }
+    let mut banner = [0u8; 2048];
+    let failure = loop {
+        if buf.len() >= MAX_DETECT_BYTES {
             break Reason::Malformed(Malformed::TooLarge);
-        };
-        let n = match tokio::time::timeout_at(deadline, stream.read(spare)).await {
-            Err(_) => break Reason::DetectTimeout,
-            Ok(Err(_)) | Ok(Ok(0)) => break Reason::ClientClosed,
-            Ok(Ok(n)) => n,
-        };
-        len += n;
-        let seen = buf.get(..len).unwrap_or_default();
-        match detector.feed(seen) {
-            Detection::Incomplete => {}
-            done => {
-                buf.truncate(len);
-                return FirstBytes {
-                    bytes: buf,
-                    detection: Some(done),
-                    failure: Reason::ClientClosed,
-                };
+        }
+        let upstream = async {
+            match server_first {
+                Some(s) => s.upstream.readable().await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            ready = client.readable() => {
+                if ready.is_err() {
+                    break Reason::ClientClosed;
+                }
+                match read_some(client, &mut buf) {
+                    Ok(Some(0)) | Err(_) => break Reason::ClientClosed,
+                    Ok(Some(_)) => {
+                        let detection = detector.feed(&buf);
+                        if detection != Detection::Incomplete {
+                            return done(buf, detection);
+                        }
+                    }
+                    Ok(None) => {}
+                }
+            }
+            ready = upstream => {
+                let Some(s) = server_first else { continue };
+                if ready.is_err() || !pass_banner(s.upstream, client, &mut banner).await {
+                    break Reason::ClientClosed;
+                }
+                deadline = Instant::now() + s.idle;
+            }
+            () = tokio::time::sleep_until(deadline) => break Reason::DetectTimeout,
         }
     };
-    buf.truncate(len);
     FirstBytes {
         bytes: buf,
         detection: None,
         failure,
     }
+}
+
+fn done(bytes: Vec<u8>, detection: Detection) -> FirstBytes {
+    FirstBytes {
+        bytes,
+        detection: Some(detection),
+        failure: Reason::ClientClosed,
+    }
+}
+
+/// One non-blocking read into `buf`'s spare room (grown up to the cap);
+/// `None` when the readiness was spurious.
+fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
+    let len = buf.len();
+    let room = (len.max(FIRST_READ / 2) * 2).min(MAX_DETECT_BYTES);
+    buf.resize(room, 0);
+    let result = match buf.get_mut(len..) {
+        Some(spare) => stream.try_read(spare),
+        None => Ok(0),
+    };
+    match result {
+        Ok(n) => {
+            buf.truncate(len + n);
+            Ok(Some(n))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            buf.truncate(len);
+            Ok(None)
+        }
+        Err(e) => {
+            buf.truncate(len);
+            Err(e)
+        }
+    }
+}
+
+/// Passes what the upstream sent to the client; false when either side is done.
+async fn pass_banner(upstream: &TcpStream, client: &TcpStream, scratch: &mut [u8]) -> bool {
+    match upstream.try_read(scratch) {
+        Ok(0) => false,
+        Ok(n) => {
+            let Some(bytes) = scratch.get(..n) else {
+                return false;
+            };
+            write_all(client, bytes).await.is_ok()
+        }
+        Err(e) => e.kind() == io::ErrorKind::WouldBlock,
+    }
+}
+
+/// `write_all` on a shared reference.
+pub async fn write_all(stream: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(bytes) {
+            Ok(n) => bytes = bytes.get(n..).unwrap_or_default(),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

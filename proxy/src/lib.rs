@@ -17,4 +17,5 @@ pub mod pipeline;
 pub mod run;
 pub mod shared;
 pub mod sys;
+pub mod target;
 pub mod upstream;

@@ -105,10 +105,8 @@ pub async fn serve(shared: Arc<Shared>, conn: Intercepted) {
         .await;
         return;
     };
-    let mut stream = conn.stream;
-    let first = first_bytes::read(&mut stream, shared.config.detect.timeout).await;
+    let first = first_bytes::read(&conn.stream, shared.config.detect.timeout, &[], None).await;
     drop(_detecting);
-    let conn = Intercepted { stream, ..conn };
     let outcome = match at_accept {
         Some(denied) => denied,
         None => decide_first(&state, &shared, &first, source, dest),
@@ -159,14 +157,22 @@ pub fn name_of(detected: Option<&Detected>) -> Option<&str> {
 /// Dials `dest`, writes the bytes already read, and relays.
 async fn forward(shared: &Shared, client: TcpStream, dest: SocketAddr, first: Vec<u8>) {
     let cfg = &shared.config.upstream;
-    let mut upstream = match upstream::dial(dest, cfg.mark, cfg.connect_timeout).await {
-        Ok(s) => s,
+    match upstream::dial(dest, cfg.mark, cfg.connect_timeout).await {
+        Ok(upstream) => splice_to(shared, client, upstream, first).await,
         Err(e) => {
             tracing::info!(%dest, error = e.as_str(), "upstream connect failed");
             deny(client, DenyAction::Reset).await;
-            return;
         }
-    };
+    }
+}
+
+/// Writes the bytes already read to `upstream`, then relays both ways.
+pub async fn splice_to(
+    shared: &Shared,
+    client: TcpStream,
+    mut upstream: TcpStream,
+    first: Vec<u8>,
+) {
     if !first.is_empty() && upstream.write_all(&first).await.is_err() {
         deny(client, DenyAction::Reset).await;
         return;
@@ -174,16 +180,10 @@ async fn forward(shared: &Shared, client: TcpStream, dest: SocketAddr, first: Ve
     drop(first);
     let counters = Counters::default();
     let _ = client.set_nodelay(true);
-    let end = relay(
-        &client,
-        &upstream,
-        shared.config.limits.idle_timeout,
-        std::future::pending(),
-        &counters,
-    )
-    .await;
+    let idle = shared.config.limits.idle_timeout;
+    let end = relay(&client, &upstream, idle, std::future::pending(), &counters).await;
     let moved = counters.relayed();
-    tracing::debug!(%dest, up = moved.up, down = moved.down, end = ?end, "relay closed");
+    tracing::debug!(up = moved.up, down = moved.down, end = ?end, "relay closed");
 }
 
 /// Logs and answers a denied connection in its protocol's form.
@@ -195,34 +195,50 @@ async fn finish_deny(
     detected: Option<Detected>,
 ) {
     let name = name_of(detected.as_ref());
-    log_with(&conn, dest, name, &outcome);
-    let action = match detected {
+    log_decision(conn.listener, conn.peer, dest, name, &outcome);
+    deny(
+        conn.stream,
+        deny_action(shared, detected.as_ref(), &outcome),
+    )
+    .await;
+}
+
+/// The deny form for what was detected: a TLS alert (or reset), a 403, or a reset.
+pub fn deny_action<'a>(
+    shared: &Shared,
+    detected: Option<&'a Detected>,
+    outcome: &'a Outcome<'_>,
+) -> DenyAction<'a> {
+    match detected {
         Some(Detected::Tls { record_version, .. }) => match shared.config.deny_tls {
-            TlsDeny::Alert => DenyAction::TlsAlert { record_version },
+            TlsDeny::Alert => DenyAction::TlsAlert {
+                record_version: *record_version,
+            },
             TlsDeny::Reset => DenyAction::Reset,
         },
-        Some(Detected::Http { .. }) => DenyAction::Forbidden {
-            host: name.unwrap_or("-"),
+        Some(d @ Detected::Http { .. }) => DenyAction::Forbidden {
+            host: name_of(Some(d)).unwrap_or("-"),
             policy: outcome.policy_id(),
         },
         _ => DenyAction::Reset,
-    };
-    deny(conn.stream, action).await;
+    }
 }
 
 fn log(conn: &Intercepted, dest: SocketAddr, name: Option<&str>, outcome: &Outcome<'_>) {
-    log_with(conn, Some(dest), name, outcome);
+    log_decision(conn.listener, conn.peer, Some(dest), name, outcome);
 }
 
-fn log_with(
-    conn: &Intercepted,
+/// One log line per decision.
+pub fn log_decision(
+    listener: ListenerKind,
+    peer: SocketAddr,
     dest: Option<SocketAddr>,
     name: Option<&str>,
     outcome: &Outcome<'_>,
 ) {
     tracing::info!(
-        listener = conn.listener.as_str(),
-        source = %conn.peer,
+        listener = listener.as_str(),
+        source = %peer,
         dest = %dest.map_or_else(|| "-".to_owned(), |d| d.to_string()),
         name = name.unwrap_or("-"),
         devbox = outcome.devbox(),

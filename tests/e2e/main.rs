@@ -11,5 +11,6 @@
 )]
 mod support;
 
+mod connect;
 mod smoke;
 mod transparent;

@@ -5,7 +5,10 @@
 //!   SO_ORIGINAL_DST.
 //! - [`tproxy`]: iptables TPROXY; the original destination is the socket's
 //!   own local address.
+//! - [`connect`]: the explicit HTTP proxy (CONNECT and absolute-form).
 
+pub mod connect;
+mod forward;
 pub mod tproxy;
 pub mod transparent;
 
@@ -76,8 +79,6 @@ async fn dispatch(shared: Arc<Shared>, kind: ListenerKind, stream: TcpStream, pe
     match kind {
         ListenerKind::Transparent => transparent::handle(shared, stream, peer).await,
         ListenerKind::Tproxy => tproxy::handle(shared, stream, peer).await,
-        ListenerKind::Connect => {
-            let _ = sys::set_reset_on_close(&stream);
-        }
+        ListenerKind::Connect => connect::handle(shared, stream, peer).await,
     }
 }
