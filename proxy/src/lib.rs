@@ -7,15 +7,21 @@
 //! serves `validate` and `check`, [`run`] the proxy itself.
 
 pub mod act;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod decide;
 pub mod detect;
 pub mod first_bytes;
 pub mod listen;
+pub mod metrics;
 pub mod pipeline;
+pub mod recheck;
+pub mod reload;
 pub mod run;
 pub mod shared;
+pub mod suggest;
 pub mod sys;
 pub mod target;
+pub mod track;
 pub mod upstream;

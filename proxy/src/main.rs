@@ -42,6 +42,24 @@ enum Command {
         /// HOST[:PORT], port 443 by default; HOST may be an IP literal.
         target: String,
     },
+    /// Reads audit logs.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Names each devbox was (or in report mode would have been) denied, most frequent first.
+    Suggest {
+        /// The audit log (JSON lines).
+        #[arg(long)]
+        log: PathBuf,
+        /// Only this devbox.
+        #[arg(long)]
+        devbox: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -56,6 +74,9 @@ fn main() -> ExitCode {
             dest,
             target,
         } => egress_proxy::cli::check(&config, source, dest, &target, &mut out),
+        Command::Audit {
+            command: AuditCommand::Suggest { log, devbox },
+        } => egress_proxy::suggest::suggest(&log, devbox.as_deref(), &mut out),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(2))
 }

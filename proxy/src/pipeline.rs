@@ -9,18 +9,22 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use policy_matcher::{Compiled, Query};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::act::deny::{DenyAction, deny};
-use crate::act::relay::{Counters, relay};
+use crate::act::relay::{Counters, RelayEnd, Relayed, relay};
+use crate::audit::Record;
 use crate::config::{EchAction, TlsDeny};
 use crate::decide::{self, Outcome, Reason};
 use crate::detect::{Detected, Detection};
 use crate::first_bytes::{self, FirstBytes};
+use crate::recheck::Recheck;
 use crate::shared::Shared;
+use crate::track::{Tracker, protocol_of};
 use crate::upstream;
 
 /// Which listener accepted a connection.
@@ -62,65 +66,104 @@ impl ListenerKind {
 
 /// Serves one intercepted connection to the end.
 pub async fn serve(shared: Arc<Shared>, conn: Intercepted) {
+    let tracker = Tracker::new(shared.clone(), conn.listener, conn.peer);
     let state = shared.state.load_full();
     let Some(dest) = conn.orig_dst else {
-        finish_deny(
+        return refuse(
+            &tracker,
             &shared,
-            conn,
+            conn.stream,
             None,
             decide::refused(Reason::NoOriginalDst, None),
             None,
         )
         .await;
-        return;
     };
     if shared.is_own_listener(dest) {
-        finish_deny(
+        return refuse(
+            &tracker,
             &shared,
-            conn,
+            conn.stream,
             Some(dest),
             decide::refused(Reason::Loop, None),
             None,
         )
         .await;
-        return;
     }
     let source = conn.peer.ip();
     let at_accept = state
         .decide_at_accept(source, dest)
         .map(|d| decide::checked(&state, &shared.config, d, dest));
     if let Some(outcome) = at_accept.filter(Outcome::relays) {
-        log(&conn, dest, None, &outcome);
-        forward(&shared, conn.stream, dest, Vec::new()).await;
-        return;
-    }
-    let Ok(_detecting) = shared.detecting.clone().try_acquire_owned() else {
-        finish_deny(
+        let record = tracker.decided(Some(dest), "none", None, &outcome);
+        let recheck = Recheck {
+            source,
+            dest,
+            name: None,
+            by_name: false,
+        };
+        return forward(
             &shared,
-            conn,
-            Some(dest),
-            decide::refused(Reason::Overloaded, None),
-            None,
+            &tracker,
+            record,
+            conn.stream,
+            dest,
+            Vec::new(),
+            recheck,
         )
         .await;
-        return;
+    }
+    let Ok(detecting) = shared.detecting.clone().try_acquire_owned() else {
+        let outcome = decide::refused(Reason::Overloaded, None);
+        return refuse(&tracker, &shared, conn.stream, Some(dest), outcome, None).await;
     };
+    shared.metrics.detecting.inc();
     let first = first_bytes::read(&conn.stream, shared.config.detect.timeout, &[], None).await;
-    drop(_detecting);
-    let outcome = match at_accept {
-        Some(denied) => denied,
-        None => decide_first(&state, &shared, &first, source, dest),
-    };
+    shared.metrics.detecting.dec();
+    drop(detecting);
     let detected = match first.detection {
         Some(Detection::Done(d)) => Some(d),
         _ => None,
     };
-    if outcome.relays() {
-        log(&conn, dest, name_of(detected.as_ref()), &outcome);
-        forward(&shared, conn.stream, dest, first.bytes).await;
-    } else {
-        finish_deny(&shared, conn, Some(dest), outcome, detected).await;
+    let protocol = protocol_of(detected.as_ref());
+    shared
+        .metrics
+        .detection_seconds
+        .with_label_values(&[protocol])
+        .observe(tracker.elapsed().as_secs_f64());
+    let outcome = match at_accept {
+        Some(denied) => denied,
+        None => decide_first(&state, &shared, &first, source, dest),
+    };
+    let name = name_of(detected.as_ref());
+    if !outcome.relays() {
+        return refuse(
+            &tracker,
+            &shared,
+            conn.stream,
+            Some(dest),
+            outcome,
+            detected,
+        )
+        .await;
     }
+    let record = tracker.decided(Some(dest), protocol, name, &outcome);
+    let recheck = Recheck {
+        source,
+        dest,
+        name: name.map(str::to_owned),
+        by_name: false,
+    };
+    forward(
+        &shared,
+        &tracker,
+        record,
+        conn.stream,
+        dest,
+        first.bytes,
+        recheck,
+    )
+    .await;
 }
 
 /// The decision once the first bytes are in.
@@ -141,8 +184,14 @@ fn decide_first<'c>(
     {
         return decide::refused(Reason::EchDenied, None);
     }
+    let started = Instant::now();
     let name = name_of(Some(&detected));
-    decide::by_policy(state, &shared.config, &Query { source, dest, name })
+    let outcome = decide::by_policy(state, &shared.config, &Query { source, dest, name });
+    shared
+        .metrics
+        .decision_seconds
+        .observe(started.elapsed().as_secs_f64());
+    outcome
 }
 
 /// The observed name in what was detected.
@@ -155,52 +204,78 @@ pub fn name_of(detected: Option<&Detected>) -> Option<&str> {
 }
 
 /// Dials `dest`, writes the bytes already read, and relays.
-async fn forward(shared: &Shared, client: TcpStream, dest: SocketAddr, first: Vec<u8>) {
+async fn forward(
+    shared: &Shared,
+    tracker: &Tracker,
+    record: Record,
+    client: TcpStream,
+    dest: SocketAddr,
+    first: Vec<u8>,
+    recheck: Recheck,
+) {
     let cfg = &shared.config.upstream;
     match upstream::dial(dest, cfg.mark, cfg.connect_timeout).await {
-        Ok(upstream) => splice_to(shared, client, upstream, first).await,
+        Ok(upstream) => {
+            let (moved, end) = splice_to(shared, client, upstream, first, &recheck).await;
+            tracker.closed(record, moved, Some(end));
+        }
         Err(e) => {
+            shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&[e.as_str()])
+                .inc();
             tracing::info!(%dest, error = e.as_str(), "upstream connect failed");
             deny(client, DenyAction::Reset).await;
+            tracker.closed(record, Relayed::default(), None);
         }
     }
 }
 
-/// Writes the bytes already read to `upstream`, then relays both ways.
+/// Writes the bytes already read to `upstream`, then relays both ways until
+/// both sides close, the relay idles out, or a policy change denies it.
 pub async fn splice_to(
     shared: &Shared,
     client: TcpStream,
     mut upstream: TcpStream,
     first: Vec<u8>,
-) {
+    recheck: &Recheck,
+) -> (Relayed, RelayEnd) {
     if !first.is_empty() && upstream.write_all(&first).await.is_err() {
         deny(client, DenyAction::Reset).await;
-        return;
+        return (Relayed::default(), RelayEnd::Error);
     }
+    let written = first.len() as u64;
     drop(first);
     let counters = Counters::default();
     let _ = client.set_nodelay(true);
     let idle = shared.config.limits.idle_timeout;
-    let end = relay(&client, &upstream, idle, std::future::pending(), &counters).await;
-    let moved = counters.relayed();
-    tracing::debug!(up = moved.up, down = moved.down, end = ?end, "relay closed");
+    let end = relay(
+        &client,
+        &upstream,
+        idle,
+        recheck.until_denied(shared),
+        &counters,
+    )
+    .await;
+    let mut moved = counters.relayed();
+    moved.up += written;
+    (moved, end)
 }
 
-/// Logs and answers a denied connection in its protocol's form.
-async fn finish_deny(
+/// Records and answers a denied connection in its protocol's form.
+async fn refuse(
+    tracker: &Tracker,
     shared: &Shared,
-    conn: Intercepted,
+    stream: TcpStream,
     dest: Option<SocketAddr>,
     outcome: Outcome<'_>,
     detected: Option<Detected>,
 ) {
     let name = name_of(detected.as_ref());
-    log_decision(conn.listener, conn.peer, dest, name, &outcome);
-    deny(
-        conn.stream,
-        deny_action(shared, detected.as_ref(), &outcome),
-    )
-    .await;
+    let record = tracker.decided(dest, protocol_of(detected.as_ref()), name, &outcome);
+    deny(stream, deny_action(shared, detected.as_ref(), &outcome)).await;
+    tracker.closed(record, Relayed::default(), None);
 }
 
 /// The deny form for what was detected: a TLS alert (or reset), a 403, or a reset.
@@ -222,30 +297,4 @@ pub fn deny_action<'a>(
         },
         _ => DenyAction::Reset,
     }
-}
-
-fn log(conn: &Intercepted, dest: SocketAddr, name: Option<&str>, outcome: &Outcome<'_>) {
-    log_decision(conn.listener, conn.peer, Some(dest), name, outcome);
-}
-
-/// One log line per decision.
-pub fn log_decision(
-    listener: ListenerKind,
-    peer: SocketAddr,
-    dest: Option<SocketAddr>,
-    name: Option<&str>,
-    outcome: &Outcome<'_>,
-) {
-    tracing::info!(
-        listener = listener.as_str(),
-        source = %peer,
-        dest = %dest.map_or_else(|| "-".to_owned(), |d| d.to_string()),
-        name = name.unwrap_or("-"),
-        devbox = outcome.devbox(),
-        policy = outcome.policy_id(),
-        verdict = outcome.verdict.as_str(),
-        reason = outcome.reason.detail(),
-        rule = %outcome.rule(),
-        "decision"
-    );
 }

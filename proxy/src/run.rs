@@ -9,9 +9,11 @@ use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+use crate::audit::AuditLog;
 use crate::cli::{EXIT_ERROR, EXIT_OK};
 use crate::config::{self, Loaded};
 use crate::listen::{self, Bound};
+use crate::metrics::Metrics;
 use crate::pipeline::ListenerKind;
 use crate::shared::Shared;
 
@@ -70,7 +72,32 @@ async fn serve(loaded: Loaded) -> i32 {
         }
     }
     let own = bound.iter().map(|b| b.addr).collect();
-    let shared = Arc::new(Shared::new(loaded.config, loaded.state, own));
+    let metrics = match Metrics::new() {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register metrics");
+            return EXIT_ERROR;
+        }
+    };
+    let audit_cfg = &loaded.config.audit;
+    let audit = match AuditLog::start(
+        audit_cfg.path.clone(),
+        audit_cfg.queue,
+        metrics.audit_dropped.clone(),
+    ) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the audit log");
+            return EXIT_ERROR;
+        }
+    };
+    let shared = Arc::new(Shared::new(
+        loaded.config,
+        loaded.state,
+        own,
+        metrics,
+        audit,
+    ));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for b in bound {
@@ -81,6 +108,13 @@ async fn serve(loaded: Loaded) -> i32 {
             stop_rx.clone(),
         )));
     }
+    tokio::spawn(crate::reload::watch(
+        shared.clone(),
+        shared.config.file.clone(),
+    ));
+    shared
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
     tracing::info!(
         policies = shared.state.load().policy_count(),
         bindings = shared.state.load().binding_count(),

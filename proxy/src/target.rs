@@ -182,3 +182,12 @@ async fn resolve<'c>(
 pub fn mismatch<'c>(outcome: &Outcome<'c>) -> Outcome<'c> {
     decide::refused(Reason::NameMismatch, outcome.policy)
 }
+
+/// The decision a relayed explicit-proxy connection rests on, taken again.
+pub fn decide_again<'c>(
+    state: &'c Compiled,
+    shared: &Shared,
+    recheck: &crate::recheck::Recheck,
+) -> Outcome<'c> {
+    recheck.outcome(state, shared)
+}

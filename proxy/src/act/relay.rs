@@ -78,6 +78,20 @@ pub async fn relay(
     }
 }
 
+// === impl RelayEnd ===
+
+impl RelayEnd {
+    /// A stable label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Idle => "idle",
+            Self::Stopped => "policy_change",
+            Self::Error => "error",
+        }
+    }
+}
+
 // === impl Counters ===
 
 impl Counters {

@@ -151,6 +151,8 @@ pub struct Config {
     pub on_policy_change: OnPolicyChange,
     /// Policy files matched by `policy_files` (resolved paths).
     pub policy_files: Vec<PathBuf>,
+    /// Directories the `policy_files` patterns look in (watched for reloads).
+    pub policy_dirs: Vec<PathBuf>,
     /// Listeners.
     pub listen: Listen,
     /// Upstream dialling.

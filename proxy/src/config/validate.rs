@@ -188,6 +188,12 @@ pub(crate) fn settings(raw: &RawConfig, base: &Path, c: &mut Checker<'_>) -> Con
         mode,
         on_policy_change,
         policy_files: Vec::new(),
+        policy_dirs: raw
+            .policy_files
+            .iter()
+            .filter_map(|p| base.join(p).parent().map(Path::to_path_buf))
+            .filter(|d| !d.to_string_lossy().contains(['*', '?', '[']))
+            .collect(),
         listen,
         upstream,
         detect,

@@ -23,14 +23,17 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::act::deny::deny;
+use crate::act::relay::Relayed;
 use crate::decide::{self, Outcome, Reason};
-use crate::detect::{Detected, Detection};
+use crate::detect::Detection;
 use crate::first_bytes::{self, ServerFirst};
 use crate::pipeline::{self, ListenerKind};
+use crate::recheck::Recheck;
 use crate::shared::Shared;
 use crate::target::{OpenError, Target};
+use crate::track::{Tracker, protocol_of};
 
-type Body = BoxBody<Bytes, hyper::Error>;
+pub(super) type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Serves one client connection of the explicit proxy.
 pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
@@ -50,10 +53,11 @@ pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
 }
 
 async fn route(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let tracker = Tracker::new(shared.clone(), ListenerKind::Connect, peer);
     if req.method() == Method::CONNECT {
-        connect(shared, peer, req).await
+        connect(shared, tracker, peer, req).await
     } else if req.uri().scheme().is_some() {
-        super::forward::absolute_form(shared, peer, req).await
+        super::forward::absolute_form(shared, tracker, peer, req).await
     } else {
         text(
             StatusCode::BAD_REQUEST,
@@ -63,29 +67,25 @@ async fn route(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) ->
 }
 
 /// `CONNECT host:port`: decide, dial, answer 200, then check and relay.
-async fn connect(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn connect(
+    shared: Arc<Shared>,
+    tracker: Tracker,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let target = match authority_target(&req, None) {
         Ok(t) => t,
         Err(resp) => return *resp,
     };
     let state = shared.state.load_full();
-    if let Err(resp) = host_agrees(&req, &target, &shared, &state, peer) {
+    if let Err(resp) = host_agrees(&req, &target, &state, &tracker, peer, "connect") {
         return *resp;
     }
-    let (outcome, upstream, dest) =
-        match crate::target::open(&shared, &state, peer.ip(), &target).await {
-            Ok(opened) => opened,
-            Err(e) => return open_failed(&shared, peer, &target, e),
-        };
-    pipeline::log_decision(
-        ListenerKind::Connect,
-        peer,
-        Some(dest),
-        Some(&target.host()),
-        &outcome,
-    );
+    let (_, upstream, dest) = match crate::target::open(&shared, &state, peer.ip(), &target).await {
+        Ok(opened) => opened,
+        Err(e) => return open_failed(&shared, &tracker, &target, e, "connect"),
+    };
     let on_upgrade = hyper::upgrade::on(req);
-    let task_shared = shared.clone();
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else {
             return;
@@ -93,12 +93,15 @@ async fn connect(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) 
         let Ok(parts) = upgraded.downcast::<TokioIo<TcpStream>>() else {
             return;
         };
+        let client = parts.io.into_inner();
         tunnel(
-            &task_shared,
+            &shared,
+            &tracker,
             peer,
-            parts.io.into_inner(),
+            client,
             &parts.read_buf,
             upstream,
+            dest,
             &target,
         )
         .await;
@@ -110,13 +113,20 @@ async fn connect(shared: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) 
     resp
 }
 
-/// Inside an established tunnel: detect, check the inner name, relay.
+/// Inside an established tunnel: detect, check the inner name, then record
+/// the decision and relay (or refuse: the upstream saw nothing).
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the tunnel's whole context"
+)]
 async fn tunnel(
     shared: &Shared,
+    tracker: &Tracker,
     peer: SocketAddr,
     client: TcpStream,
     leftover: &[u8],
     upstream: TcpStream,
+    dest: SocketAddr,
     target: &Target,
 ) {
     let server_first = ServerFirst {
@@ -130,46 +140,49 @@ async fn tunnel(
         Some(server_first),
     )
     .await;
-    let detected = match first.detection {
-        Some(Detection::Done(d)) => d,
-        Some(Detection::Reject(m)) => {
-            return refuse(shared, peer, client, target, Reason::Malformed(m), None).await;
-        }
-        _ => return,
+    let state = shared.state.load_full();
+    let host = target.host();
+    let (by_name, name) = match target {
+        Target::Name(n, _) => (true, Some(n.clone())),
+        Target::Addr(_) => (false, None),
     };
-    let inner = pipeline::name_of(Some(&detected));
-    if let Some(name) = inner.filter(|n| !target.is_named_by(n)) {
-        return refuse(
-            shared,
-            peer,
+    let recheck = Recheck {
+        source: peer.ip(),
+        dest,
+        name,
+        by_name,
+    };
+    // The decision that let the tunnel open, taken again on the same state
+    // the inner check runs against.
+    let allowed = crate::target::decide_again(&state, shared, &recheck);
+    let (detected, refusal) = match first.detection {
+        Some(Detection::Done(d)) => {
+            let mismatch = pipeline::name_of(Some(&d)).is_some_and(|n| !target.is_named_by(n));
+            (Some(d), mismatch.then_some(Reason::NameMismatch))
+        }
+        Some(Detection::Reject(m)) => (None, Some(Reason::Malformed(m))),
+        _ => (None, None),
+    };
+    let protocol = protocol_of(detected.as_ref());
+    let inner = pipeline::name_of(detected.as_ref());
+    if let Some(reason) = refusal {
+        let outcome = decide::refused(reason, allowed.policy);
+        let record = tracker.decided(Some(dest), protocol, Some(inner.unwrap_or(&host)), &outcome);
+        deny(
             client,
-            target,
-            Reason::NameMismatch,
-            Some((detected, name)),
+            pipeline::deny_action(shared, detected.as_ref(), &outcome),
         )
         .await;
+        tracker.closed(record, Relayed::default(), None);
+        return;
     }
-    pipeline::splice_to(shared, client, upstream, first.bytes).await;
-}
-
-/// Closes a tunnel whose first bytes were refused (the upstream saw nothing).
-async fn refuse(
-    shared: &Shared,
-    peer: SocketAddr,
-    client: TcpStream,
-    target: &Target,
-    reason: Reason,
-    inner: Option<(Detected, &str)>,
-) {
-    let outcome = decide::refused(reason, None);
-    let name = inner.map(|(_, n)| n).unwrap_or("-");
-    tracing::info!(listener = "connect", source = %peer, target = %target.host(), inner = name, reason = reason.detail(), verdict = "deny", "tunnel closed");
-    let detected = inner.map(|(d, _)| d);
-    deny(
-        client,
-        pipeline::deny_action(shared, detected.as_ref(), &outcome),
-    )
-    .await;
+    let record = tracker.decided(Some(dest), protocol, Some(&host), &allowed);
+    if first.detection.is_none() && first.bytes.is_empty() {
+        tracker.closed(record, Relayed::default(), None);
+        return;
+    }
+    let (moved, end) = pipeline::splice_to(shared, client, upstream, first.bytes, &recheck).await;
+    tracker.closed(record, moved, Some(end));
 }
 
 /// The target named by the request's authority (`default_port` for absolute-form).
@@ -192,13 +205,13 @@ pub(super) fn authority_target<B>(
 pub(super) fn host_agrees<B>(
     req: &Request<B>,
     target: &Target,
-    shared: &Shared,
     state: &policy_matcher::Compiled,
+    tracker: &Tracker,
     peer: SocketAddr,
+    protocol: &'static str,
 ) -> Result<(), Box<Response<Body>>> {
     let mut hosts = req.headers().get_all(HOST).iter();
-    let (first, second) = (hosts.next(), hosts.next());
-    let agrees = match (first, second) {
+    let agrees = match (hosts.next(), hosts.next()) {
         (None, _) => true,
         (Some(h), None) => host_header_names(h, target),
         (Some(_), Some(_)) => false,
@@ -208,14 +221,8 @@ pub(super) fn host_agrees<B>(
     }
     let decision = state.decide_name(peer.ip(), &target.host());
     let outcome = decide::refused(Reason::NameMismatch, Some(decision));
-    pipeline::log_decision(
-        ListenerKind::Connect,
-        peer,
-        None,
-        Some(&target.host()),
-        &outcome,
-    );
-    let _ = shared;
+    let record = tracker.decided(None, protocol, Some(&target.host()), &outcome);
+    tracker.closed(record, Relayed::default(), None);
     Err(Box::new(forbidden(&target.host(), &outcome)))
 }
 
@@ -225,7 +232,7 @@ fn host_header_names(value: &HeaderValue, target: &Target) -> bool {
     };
     let (host, port) = match value.rsplit_once(':') {
         Some((h, p))
-            if !h.ends_with(':') && p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty() =>
+            if !h.ends_with(':') && !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) =>
         {
             (h, p.parse::<u16>().ok())
         }
@@ -241,34 +248,40 @@ fn host_header_names(value: &HeaderValue, target: &Target) -> bool {
 /// The answer when a target could not be opened.
 pub(super) fn open_failed(
     shared: &Shared,
-    peer: SocketAddr,
+    tracker: &Tracker,
     target: &Target,
     e: OpenError<'_>,
+    protocol: &'static str,
 ) -> Response<Body> {
-    let _ = shared;
+    let host = target.host();
     match e {
         OpenError::Denied(outcome) => {
-            pipeline::log_decision(
-                ListenerKind::Connect,
-                peer,
-                None,
-                Some(&target.host()),
-                &outcome,
-            );
-            forbidden(&target.host(), &outcome)
+            let record = tracker.decided(None, protocol, Some(&host), &outcome);
+            tracker.closed(record, Relayed::default(), None);
+            forbidden(&host, &outcome)
         }
-        OpenError::Resolve => text(
-            StatusCode::BAD_GATEWAY,
-            &format!("egress-proxy: cannot resolve {}\n", target.host()),
-        ),
-        OpenError::Dial(e) => text(
-            StatusCode::BAD_GATEWAY,
-            &format!(
-                "egress-proxy: cannot connect to {}: {}\n",
-                target.host(),
-                e.as_str()
-            ),
-        ),
+        OpenError::Resolve => {
+            shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&["resolve"])
+                .inc();
+            text(
+                StatusCode::BAD_GATEWAY,
+                &format!("egress-proxy: cannot resolve {host}\n"),
+            )
+        }
+        OpenError::Dial(e) => {
+            shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&[e.as_str()])
+                .inc();
+            text(
+                StatusCode::BAD_GATEWAY,
+                &format!("egress-proxy: cannot connect to {host}: {}\n", e.as_str()),
+            )
+        }
     }
 }
 

@@ -13,11 +13,10 @@ use hyper::header::{CONNECTION, HeaderName};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 
-use super::connect::{authority_target, host_agrees, open_failed, text};
-use crate::pipeline::{self, ListenerKind};
+use super::connect::{Body, authority_target, host_agrees, open_failed, text};
+use crate::act::relay::Relayed;
 use crate::shared::Shared;
-
-type Body = http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>;
+use crate::track::Tracker;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and the proxy's own: they describe
 /// one connection, never forwarded across the proxy.
@@ -33,6 +32,7 @@ const HOP_BY_HOP: [&str; 6] = [
 /// Decides and forwards one absolute-form request.
 pub(super) async fn absolute_form(
     shared: Arc<Shared>,
+    tracker: Tracker,
     peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Response<Body> {
@@ -47,21 +47,16 @@ pub(super) async fn absolute_form(
         Err(resp) => return *resp,
     };
     let state = shared.state.load_full();
-    if let Err(resp) = host_agrees(&req, &target, &shared, &state, peer) {
+    if let Err(resp) = host_agrees(&req, &target, &state, &tracker, peer, "http") {
         return *resp;
     }
     let (outcome, upstream, dest) =
         match crate::target::open(&shared, &state, peer.ip(), &target).await {
             Ok(opened) => opened,
-            Err(e) => return open_failed(&shared, peer, &target, e),
+            Err(e) => return open_failed(&shared, &tracker, &target, e, "http"),
         };
-    pipeline::log_decision(
-        ListenerKind::Connect,
-        peer,
-        Some(dest),
-        Some(&target.host()),
-        &outcome,
-    );
+    let record = tracker.decided(Some(dest), "http", Some(&target.host()), &outcome);
+    tracker.closed(record, Relayed::default(), None);
     let origin_form = req
         .uri()
         .path_and_query()
