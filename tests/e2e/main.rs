@@ -12,5 +12,6 @@
 mod support;
 
 mod connect;
+mod ops;
 mod smoke;
 mod transparent;

@@ -158,6 +158,25 @@ impl ProxyProc {
             .expect("dir is present until stop or kill")
     }
 
+    /// The process id, while it runs.
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own.
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let mut status = None;
+        wait_until(timeout, || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_some() {
+            self.child = None;
+        }
+        status
+    }
+
     /// The listeners it was configured with.
     pub(crate) fn listen(&self) -> &Listen {
         &self.listen
@@ -331,7 +350,7 @@ fn terminate(child: &mut Child) -> anyhow::Result<ExitStatus> {
 }
 
 /// The proxy binary, built (or checked up to date) once per test process.
-fn proxy_binary() -> anyhow::Result<&'static Path> {
+pub(crate) fn proxy_binary() -> anyhow::Result<&'static Path> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let binary = BINARY.get_or_init(|| locate_binary().map_err(|e| format!("{e:#}")));
     binary.as_deref().map_err(|e| anyhow::anyhow!("{e}"))
