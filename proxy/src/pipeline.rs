@@ -18,12 +18,13 @@ use tokio::net::TcpStream;
 use crate::act::deny::{DenyAction, deny};
 use crate::act::relay::{Counters, RelayEnd, Relayed, relay};
 use crate::audit::Record;
-use crate::config::{EchAction, TlsDeny};
+use crate::config::{Dial, EchAction, TlsDeny};
 use crate::decide::{self, Outcome, Reason};
 use crate::detect::{Detected, Detection};
 use crate::first_bytes::{self, FirstBytes};
 use crate::recheck::Recheck;
 use crate::shared::Shared;
+use crate::target::{OpenError, Target};
 use crate::track::{Tracker, protocol_of};
 use crate::upstream;
 
@@ -107,9 +108,9 @@ pub async fn serve(shared: Arc<Shared>, conn: Intercepted) {
             &tracker,
             record,
             conn.stream,
-            dest,
             Vec::new(),
             recheck,
+            false,
         )
         .await;
     }
@@ -154,14 +155,15 @@ pub async fn serve(shared: Arc<Shared>, conn: Intercepted) {
         name: name.map(str::to_owned),
         by_name: false,
     };
+    let by_name = outcome.policy.is_some_and(|d| d.reason.is_name_based());
     forward(
         &shared,
         &tracker,
         record,
         conn.stream,
-        dest,
         first.bytes,
         recheck,
+        by_name,
     )
     .await;
 }
@@ -203,32 +205,60 @@ pub fn name_of(detected: Option<&Detected>) -> Option<&str> {
     }
 }
 
-/// Dials `dest`, writes the bytes already read, and relays.
+/// Dials the upstream, writes the bytes already read, and relays.
 async fn forward(
     shared: &Shared,
     tracker: &Tracker,
     record: Record,
     client: TcpStream,
-    dest: SocketAddr,
     first: Vec<u8>,
     recheck: Recheck,
+    by_name: bool,
 ) {
-    let cfg = &shared.config.upstream;
-    match upstream::dial(dest, cfg.mark, cfg.connect_timeout).await {
+    let dest = recheck.dest;
+    match dial(shared, &recheck, by_name).await {
         Ok(upstream) => {
             let (moved, end) = splice_to(shared, client, upstream, first, &recheck).await;
             tracker.closed(record, moved, Some(end));
         }
-        Err(e) => {
+        Err(kind) => {
             shared
                 .metrics
                 .upstream_errors
-                .with_label_values(&[e.as_str()])
+                .with_label_values(&[kind])
                 .inc();
-            tracing::info!(%dest, error = e.as_str(), "upstream connect failed");
+            tracing::info!(%dest, error = kind, "upstream connect failed");
             deny(client, DenyAction::Reset).await;
             tracker.closed(record, Relayed::default(), None);
         }
+    }
+}
+
+/// The original destination, or with `dial = "resolve"` the observed name's
+/// own addresses (decided and checked again by name: a client cannot steer
+/// a name-allowed connection to another address).
+async fn dial(
+    shared: &Shared,
+    recheck: &Recheck,
+    by_name: bool,
+) -> Result<TcpStream, &'static str> {
+    let cfg = &shared.config.upstream;
+    let dest = recheck.dest;
+    let name = recheck
+        .name
+        .as_deref()
+        .filter(|_| by_name && cfg.dial == Dial::Resolve);
+    let Some(target) = name.and_then(|n| Target::parse(n, n, Some(dest.port())).ok()) else {
+        return upstream::dial(dest, cfg.mark, cfg.connect_timeout)
+            .await
+            .map_err(|e| e.as_str());
+    };
+    let state = shared.state.load_full();
+    match crate::target::open(shared, &state, recheck.source, &target).await {
+        Ok((_, stream, _)) => Ok(stream),
+        Err(OpenError::Denied(_)) => Err("denied_address"),
+        Err(OpenError::Resolve) => Err("resolve"),
+        Err(OpenError::Dial(e)) => Err(e.as_str()),
     }
 }
 

@@ -6,7 +6,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use crate::support::{self, BANNER, Curl, Netns, ProxyProc, TestCa, TestServer, Topology, addr};
+use crate::support::{
+    self, BANNER, Curl, HostsFile, ProxyProc, TestCa, TestServer, Topology, addr,
+};
 
 const NAMES: &[&str] = &[
     "allowed.test",
@@ -17,29 +19,6 @@ const NAMES: &[&str] = &[
 
 const POLICY: &str = r#"{"id":"np_1","egress":{"allowed_hostnames":["allowed.test","bücher.test","metadata.test"],
   "allowed_cidrs":[{"cidr":"10.77.2.2/32","ports":[{"port":2222}]}]}}"#;
-
-/// `/etc/netns/NAME/{hosts,resolv.conf}`: what `ip netns exec` shows the proxy.
-struct HostsFile(std::path::PathBuf);
-
-impl HostsFile {
-    fn new(ns: &Netns, hosts: &str) -> Self {
-        let dir = std::path::PathBuf::from("/etc/netns").join(ns.name());
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("hosts"), hosts).unwrap();
-        std::fs::write(
-            dir.join("resolv.conf"),
-            "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n",
-        )
-        .unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for HostsFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 struct Setup {
     topo: Topology,

@@ -412,3 +412,197 @@ fn client_hello(ca: &TestCa, name: &str) -> Vec<u8> {
     conn.write_tls(&mut out).unwrap();
     out
 }
+
+#[test]
+fn deny_tls_reset_answers_a_denied_hello_with_a_reset() {
+    if !support::require_root() {
+        return;
+    }
+    let s = setup(REDIRECT, "[deny]\ntls = \"reset\"\n", POLICY);
+    let hello = client_hello(&s.ca, "denied.test");
+    let (got, reset) = raw_exchange(
+        &s,
+        Topology::server_addr(false, 443),
+        vec![hello],
+        Duration::ZERO,
+        false,
+    );
+    assert!(got.is_empty() && reset, "{got:?}");
+}
+
+#[test]
+fn idle_relays_are_closed_after_the_idle_timeout() {
+    if !support::require_root() {
+        return;
+    }
+    let s = setup(REDIRECT, "[limits]\nidle_timeout_ms = 400\n", POLICY);
+    let _echo = TestServer::echo(&s.topo.server, 7000).unwrap();
+    let dest = Topology::server_addr(false, 7000);
+    let (echoed, waited) = s.topo.client.enter(move || {
+        let mut c = TcpStream::connect_timeout(&dest, Duration::from_secs(3)).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        c.read_exact(&mut b).unwrap();
+        let started = Instant::now();
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        (b[0], started.elapsed())
+    });
+    assert_eq!(echoed, b'x');
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+}
+
+const ECH_HELLO: &[u8] = include_bytes!("../../proxy/src/detect/testdata/ech_outer.bin");
+
+#[test]
+fn ech_hellos_match_on_the_outer_name_or_are_denied_when_configured() {
+    if !support::require_root() {
+        return;
+    }
+    let policy = r#"{"id":"np_1","egress":{"allowed_hostnames":["www.example.com"]}}"#;
+    for relayed in [true, false] {
+        let topo = Topology::new().unwrap();
+        topo.redirect(15001).unwrap();
+        let mut cfg = config(REDIRECT, "");
+        if !relayed {
+            cfg = cfg.replace(
+                "[detect]\ntimeout_ms = 800",
+                "[detect]\ntimeout_ms = 800\nech = \"deny\"",
+            );
+        }
+        let proxy = ProxyProc::start(&topo.gateway, &cfg, &[("np_1.json", policy)]).unwrap();
+        let server = TestServer::echo(&topo.server, 443).unwrap();
+        let s = Setup {
+            topo,
+            ca: TestCa::new().unwrap(),
+            proxy,
+        };
+        let (got, _) = raw_exchange(
+            &s,
+            Topology::server_addr(false, 443),
+            vec![ECH_HELLO.to_vec()],
+            Duration::ZERO,
+            true,
+        );
+        if relayed {
+            assert_eq!(
+                got, ECH_HELLO,
+                "relayed byte for byte to the (echo) upstream"
+            );
+        } else {
+            assert_eq!(got.first(), Some(&21), "an alert: {got:?}");
+            assert_eq!(server.accepted(), 0);
+            assert!(s.proxy.logs().contains("ech_denied"));
+        }
+    }
+}
+
+#[test]
+fn upstream_sockets_carry_the_configured_mark() {
+    if !support::require_root() {
+        return;
+    }
+    let topo = Topology::new().unwrap();
+    topo.redirect(15001).unwrap();
+    let cfg =
+        config(REDIRECT, "").replace("deny_private = false", "deny_private = false\nmark = 66");
+    let proxy = ProxyProc::start(&topo.gateway, &cfg, &[("np_1.json", POLICY)]).unwrap();
+    topo.iptables(&[
+        "-A", "OUTPUT", "-p", "tcp", "--dport", "7000", "-m", "mark", "--mark", "66", "-j",
+        "ACCEPT",
+    ])
+    .unwrap();
+    let _echo = TestServer::echo(&topo.server, 7000).unwrap();
+    let ca = TestCa::new().unwrap();
+    let s = Setup { topo, ca, proxy };
+    let (got, _) = raw_exchange(
+        &s,
+        Topology::server_addr(false, 7000),
+        vec![b"hi".to_vec()],
+        Duration::ZERO,
+        true,
+    );
+    assert_eq!(got, b"hi");
+    let out = s
+        .topo
+        .gateway
+        .output(
+            "iptables",
+            &["-L", "OUTPUT", "-v", "-n", "-x"],
+            None,
+            support::WAIT,
+        )
+        .unwrap();
+    let packets: u64 = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("mark match 0x42"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(packets > 0, "{}", out.stdout);
+}
+
+#[test]
+fn dial_resolve_uses_the_names_own_address_not_the_clients_destination() {
+    if !support::require_root() {
+        return;
+    }
+    let topo = Topology::new().unwrap();
+    topo.redirect(15001).unwrap();
+    let _hosts = support::HostsFile::new(&topo.gateway, "10.77.2.2 allowed.test\n");
+    let cfg = config(REDIRECT, "").replace(
+        "deny_private = false",
+        "deny_private = false\ndial = \"resolve\"",
+    );
+    let proxy = ProxyProc::start(&topo.gateway, &cfg, &[("np_1.json", POLICY)]).unwrap();
+    let ca = TestCa::new().unwrap();
+    let server = TestServer::tls(&topo.server, 443, ca.server_config(NAMES).unwrap()).unwrap();
+    let s = Setup { topo, ca, proxy };
+    // The client aims at 10.77.2.99 (nothing there); the proxy dials allowed.test's address.
+    let out = Curl::new("https://allowed.test/")
+        .resolve("allowed.test", 443, "10.77.2.99".parse().unwrap())
+        .cacert(s.ca.pem_path())
+        .run(&s.topo.client)
+        .unwrap();
+    assert_eq!(
+        out.stdout.trim(),
+        "sni=allowed.test",
+        "{out}\n{}",
+        s.proxy.logs()
+    );
+    assert_eq!(server.accepted(), 1);
+}
+
+#[test]
+fn a_thousand_trickling_clients_do_not_stall_a_normal_one() {
+    if !support::require_root() {
+        return;
+    }
+    let s = setup(REDIRECT, "", POLICY);
+    let _server = TestServer::tls(&s.topo.server, 443, s.ca.server_config(NAMES).unwrap()).unwrap();
+    let dest = Topology::server_addr(false, 443);
+    let slow: Vec<TcpStream> = s.topo.client.enter(move || {
+        (0..1000)
+            .filter_map(|_| {
+                let mut c = TcpStream::connect_timeout(&dest, Duration::from_secs(3)).ok()?;
+                c.write_all(&[22]).ok()?;
+                Some(c)
+            })
+            .collect()
+    });
+    assert!(slow.len() >= 990, "held {}", slow.len());
+    let started = Instant::now();
+    let ok = curl_https(&s, "allowed.test", false);
+    assert!(ok.success(), "{ok}");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "served in {:?}",
+        started.elapsed()
+    );
+    drop(slow);
+}

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 pub(crate) mod clients;
 pub(crate) mod firewall;
+pub(crate) mod hosts;
 pub(crate) mod netns;
 pub(crate) mod proxy;
 pub(crate) mod servers;
@@ -25,6 +26,7 @@ pub(crate) mod tls;
 pub(crate) mod topology;
 
 pub(crate) use clients::{Curl, SClient, rustls_get};
+pub(crate) use hosts::HostsFile;
 pub(crate) use netns::{CmdOutput, Netns, NsTask};
 pub(crate) use proxy::{ProxyDir, ProxyProc};
 pub(crate) use servers::{BANNER, TestServer};
