@@ -83,16 +83,19 @@ fn validate_accepts_a_good_config_and_warns_about_dangling_ids() {
 fn validate_reports_every_invalid_pattern_with_file_and_path() {
     let bad = r#"[{"id": "np_1", "egress": {"allowed_hostnames":
         ["*", "*example.com", "a.*.com", "*.*.com", "git*.com", "10.0.0.1", "example.com:443", "a..com",
-         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.com", "ok.com"]}}]"#;
-    let dir = Dir::new(CONFIG, &[("policies/a.json", bad)]);
+         "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA.com", "LONG", "ok.com"]}}]"#;
+    let long = vec!["a".repeat(60); 5].join(".");
+    let bad = bad.replace("LONG", &long);
+    let dir = Dir::new(CONFIG, &[("policies/a.json", &bad)]);
     let (code, out) = run(&["validate"], &dir.config());
     assert_eq!(code, 2, "{out}");
-    for i in 0..9 {
+    for i in 0..10 {
         let needle = format!("a.json: [0].egress.allowed_hostnames[{i}]");
         assert!(out.contains(&needle), "missing {needle} in:\n{out}");
     }
-    assert!(!out.contains("allowed_hostnames[9]"), "{out}");
-    assert!(out.contains("invalid: 9 error(s)"), "{out}");
+    assert!(out.contains("name longer than 253 octets"), "{out}");
+    assert!(!out.contains("allowed_hostnames[10]"), "{out}");
+    assert!(out.contains("invalid: 10 error(s)"), "{out}");
 }
 
 #[test]

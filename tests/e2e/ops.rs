@@ -233,3 +233,40 @@ fn sigterm_drains_an_open_relay_then_exits() {
     let status = proxy.wait_exit(support::WAIT).expect("exits once drained");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn sighup_reopens_the_audit_log_for_rotation() {
+    if !support::require_root() {
+        return;
+    }
+    let topo = Topology::new().unwrap();
+    let ca = TestCa::new().unwrap();
+    topo.redirect(15001).unwrap();
+    let _server = TestServer::tls(&topo.server, 443, ca.server_config(NAMES).unwrap()).unwrap();
+    let cfg = config("[audit]\npath = \"audit.log\"\n");
+    let proxy = ProxyProc::start(&topo.gateway, &cfg, &[("np_1.json", ALLOW_ALLOWED)]).unwrap();
+    assert!(curl_ok(&topo, &ca, "allowed.test"));
+    assert!(support::wait_until(support::WAIT, || audit_lines(&proxy)
+        .len()
+        == 1));
+    let dir = proxy.dir().path().to_path_buf();
+    std::fs::rename(dir.join("audit.log"), dir.join("audit.log.1")).unwrap();
+    let pid = proxy.pid().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(
+        proxy.wait_for_log("reloaded", support::WAIT),
+        "SIGHUP also reloads: {}",
+        proxy.logs()
+    );
+    assert!(!curl_ok(&topo, &ca, "denied.test"));
+    assert!(
+        support::wait_until(support::WAIT, || audit_lines(&proxy).len() == 1),
+        "a new file after rotation"
+    );
+    assert_eq!(audit_lines(&proxy)[0]["name"], "denied.test");
+    let rotated = std::fs::read_to_string(dir.join("audit.log.1")).unwrap();
+    assert_eq!(rotated.lines().count(), 1);
+}
