@@ -209,5 +209,25 @@ fn bench_compile_patterns(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_decide, bench_compile_patterns);
+fn bench_observe(c: &mut Criterion) {
+    let names = [
+        "a.b.team1234.corp56.io",
+        "HOST99.Svc5.Example.COM.",
+        "github.com",
+    ];
+    let mut i = 0usize;
+    c.bench_function("observe_name", |b| {
+        b.iter(|| {
+            let mut buf = policy_matcher::name::NameBuf::new();
+            let n = names[i % names.len()];
+            i += 1;
+            black_box(matches!(
+                policy_matcher::name::observe(black_box(n), &mut buf),
+                policy_matcher::name::Observed::Name(_)
+            ))
+        })
+    });
+}
+
+criterion_group!(benches, bench_observe, bench_decide, bench_compile_patterns);
 criterion_main!(benches);

@@ -332,7 +332,7 @@ impl Compiled {
             (r.mirrors, &self.mirrors, Reason::Mirror),
         ];
         for (on, set, reason) in sets {
-            if let Some(hit) = set.find(&self.names, name).filter(|_| on) {
+            if let Some(hit) = on.then(|| set.find(&self.names, name)).flatten() {
                 let name = self.names.resolve(hit.id);
                 return Some(base.allow(
                     reason,

@@ -1,25 +1,29 @@
 //! Compiled sets of hostname patterns, looked up in O(labels).
 //!
 //! Every distinct name (an exact pattern, or a wildcard's suffix) is stored
-//! once in a shared [`Interner`], whatever the number of policies using it; a
-//! [`HostSet`] holds only 4-byte ids. A lookup hashes the observed name and
-//! each of its suffixes (one probe per label), never scanning patterns, and
-//! never allocates.
+//! once in a shared [`Interner`], whatever the number of policies using it,
+//! together with every suffix of it (`a.example.com` brings `example.com` and
+//! `com`); a [`HostSet`] holds only 4-byte ids. A lookup walks the observed
+//! name's labels from the right, hashing each label once (the hash of a
+//! suffix extends the hash of the shorter one), probes the interner once per
+//! label, and stops at the first suffix no pattern has. It never scans
+//! patterns and never allocates.
 
 use std::collections::HashSet;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 
 use crate::pattern::Pattern;
 
-/// Every distinct name used by any pattern, stored once in one arena.
+/// Every distinct name used by any pattern, and its suffixes, stored once in
+/// one arena.
 #[derive(Debug, Default)]
 pub struct Interner {
     text: String,
     spans: Vec<(u32, u8)>,
-    table: HashTable<u32>,
+    table: HashTable<(u64, u32)>,
     hasher: FixedState,
 }
 
@@ -42,51 +46,88 @@ pub struct Hit {
 // === impl Interner ===
 
 impl Interner {
-    /// The id of `name`, adding it when new.
+    /// The id of `name`, adding it (and its suffixes) when new.
     pub fn intern(&mut self, name: &str) -> u32 {
-        if let Some(id) = self.get(name) {
-            return id;
+        let mut id = u32::MAX;
+        let mut suffixes = Vec::new();
+        self.walk(name, |start, hash| {
+            suffixes.push((start, hash));
+            true
+        });
+        for (start, hash) in suffixes {
+            let suffix = name.get(start..).unwrap_or_default();
+            id = match self.find(hash, suffix) {
+                Some(found) => found,
+                None => self.insert(hash, suffix),
+            };
         }
+        id
+    }
+
+    fn insert(&mut self, hash: u64, name: &str) -> u32 {
         let id = u32::try_from(self.spans.len()).unwrap_or(u32::MAX);
         let start = u32::try_from(self.text.len()).unwrap_or(u32::MAX);
         let len = u8::try_from(name.len()).unwrap_or(u8::MAX);
         self.text.push_str(name);
         self.spans.push((start, len));
-        let hash = self.hasher.hash_one(name);
-        let Self {
-            text,
-            spans,
-            table,
-            hasher,
-        } = self;
-        table.insert_unique(hash, id, |&other| {
-            hasher.hash_one(span_str(text, spans, other))
-        });
+        self.table.insert_unique(hash, (hash, id), |&(h, _)| h);
         id
     }
 
-    /// The id of `name`, if any pattern uses it.
+    /// The id of `name`, if any pattern uses it (or a longer name ending in it).
     pub fn get(&self, name: &str) -> Option<u32> {
-        let hash = self.hasher.hash_one(name);
+        let mut found = None;
+        self.walk(name, |start, hash| {
+            found = self.find(hash, name.get(start..).unwrap_or_default());
+            found.is_some()
+        });
+        found
+    }
+
+    fn find(&self, hash: u64, name: &str) -> Option<u32> {
         self.table
-            .find(hash, |&id| self.resolve(id) == name)
-            .copied()
+            .find(hash, |&(h, id)| h == hash && self.resolve(id) == name)
+            .map(|&(_, id)| id)
+    }
+
+    /// Calls `f(start, hash)` for each suffix of `name` from the last label
+    /// to the whole name, while `f` answers true. Each byte is hashed once.
+    fn walk(&self, name: &str, mut f: impl FnMut(usize, u64) -> bool) {
+        let bytes = name.as_bytes();
+        let mut hasher = self.hasher.build_hasher();
+        let mut end = bytes.len();
+        loop {
+            let head = bytes.get(..end).unwrap_or_default();
+            let start = head
+                .iter()
+                .rposition(|&b| b == b'.')
+                .map_or(0, |dot| dot + 1);
+            hasher.write(head.get(start..).unwrap_or_default());
+            hasher.write_u8(b'.');
+            if !f(start, hasher.finish()) || start == 0 {
+                return;
+            }
+            end = start - 1;
+        }
     }
 
     /// The name behind `id`.
     pub fn resolve(&self, id: u32) -> &str {
-        span_str(&self.text, &self.spans, id)
+        let Some(&(start, len)) = self.spans.get(id as usize) else {
+            return "";
+        };
+        let start = start as usize;
+        self.text.get(start..start + usize::from(len)).unwrap_or("")
     }
 
-    /// Bytes held by the arena, the spans and the table (an estimate of the
-    /// table's control bytes included).
+    /// Bytes held by the arena, the spans and the table.
     pub fn heap_bytes(&self) -> usize {
         self.text.capacity()
             + self.spans.capacity() * std::mem::size_of::<(u32, u8)>()
-            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+            + self.table.capacity() * (std::mem::size_of::<(u64, u32)>() + 1)
     }
 
-    /// How many distinct names are interned.
+    /// How many distinct names (suffixes included) are interned.
     pub fn len(&self) -> usize {
         self.spans.len()
     }
@@ -95,14 +136,6 @@ impl Interner {
     pub fn is_empty(&self) -> bool {
         self.spans.is_empty()
     }
-}
-
-fn span_str<'a>(text: &'a str, spans: &[(u32, u8)], id: u32) -> &'a str {
-    let Some(&(start, len)) = spans.get(id as usize) else {
-        return "";
-    };
-    let start = start as usize;
-    text.get(start..start + usize::from(len)).unwrap_or("")
 }
 
 // === impl HostSet ===
@@ -129,31 +162,31 @@ impl HostSet {
         self.exact.is_empty() && self.wildcard.is_empty()
     }
 
-    /// The pattern matching `name` (normalised), exact patterns first, then
-    /// the most specific wildcard.
+    /// The pattern matching `name` (normalised): an exact pattern first,
+    /// else the most specific wildcard.
     pub fn find(&self, interner: &Interner, name: &str) -> Option<Hit> {
         if self.is_empty() {
             return None;
         }
-        if !self.exact.is_empty()
-            && let Some(id) = interner.get(name).filter(|id| self.exact.contains(id))
-        {
-            return Some(Hit {
-                id,
-                wildcard: false,
-            });
-        }
-        if self.wildcard.is_empty() {
-            return None;
-        }
-        let mut rest = name;
-        while let Some((_, suffix)) = rest.split_once('.') {
-            if let Some(id) = interner.get(suffix).filter(|id| self.wildcard.contains(id)) {
-                return Some(Hit { id, wildcard: true });
+        let mut best = None;
+        interner.walk(name, |start, hash| {
+            let Some(id) = interner.find(hash, name.get(start..).unwrap_or_default()) else {
+                // No pattern has this suffix, so none has a longer one.
+                return false;
+            };
+            if start == 0 {
+                if self.exact.contains(&id) {
+                    best = Some(Hit {
+                        id,
+                        wildcard: false,
+                    });
+                }
+            } else if self.wildcard.contains(&id) {
+                best = Some(Hit { id, wildcard: true });
             }
-            rest = suffix;
-        }
-        None
+            true
+        });
+        best
     }
 
     /// Bytes held by the id sets (capacity-based estimate).
@@ -203,7 +236,7 @@ mod tests {
         ];
         let a = HostSet::build(&mut interner, &p);
         let b = HostSet::build(&mut interner, &p[..1]);
-        assert_eq!(interner.len(), 1);
+        assert_eq!(interner.len(), 2, "example.com and its suffix com");
         assert!(a.find(&interner, "example.com").is_some());
         assert!(b.find(&interner, "example.com").is_none());
     }

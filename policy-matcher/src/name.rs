@@ -89,11 +89,15 @@ impl Default for NameBuf {
 
 /// Normalises `raw` into `out` and validates it as a host name (no wildcard).
 ///
-/// ASCII input never allocates; Unicode input goes through UTS 46 first.
+/// ASCII input never allocates; Unicode input (or an A-label, which UTS 46
+/// must check) goes through the `idna` crate first.
 pub fn normalize<'b>(raw: &str, out: &'b mut NameBuf) -> Result<&'b str, NameError> {
-    if raw.is_ascii() && !has_a_label(raw) {
-        normalize_ascii(raw.as_bytes(), out)?;
-    } else {
+    let needs_uts46 = match normalize_ascii(raw.as_bytes(), out) {
+        Ok(a_label) => a_label,
+        Err(NameError::InvalidChar) if !raw.is_ascii() => true,
+        Err(e) => return Err(e),
+    };
+    if needs_uts46 {
         let ascii = to_ascii(raw)?;
         normalize_ascii(ascii.as_bytes(), out)?;
     }
@@ -106,16 +110,10 @@ pub fn normalize<'b>(raw: &str, out: &'b mut NameBuf) -> Result<&'b str, NameErr
 
 /// Classifies and normalises an observed name (SNI, Host, CONNECT authority).
 pub fn observe<'b>(raw: &str, out: &'b mut NameBuf) -> Observed<'b> {
-    let unbracketed = raw
-        .strip_prefix('[')
-        .and_then(|r| r.strip_suffix(']'))
-        .unwrap_or(raw);
-    if unbracketed.parse::<Ipv6Addr>().is_ok() {
-        return Observed::IpLiteral;
-    }
     match normalize(raw, out) {
         Ok(_) => Observed::Name(out.as_str()),
         Err(NameError::IpLiteral) => Observed::IpLiteral,
+        Err(NameError::Port | NameError::InvalidChar) if is_ip_literal(raw) => Observed::IpLiteral,
         Err(_) => Observed::Invalid,
     }
 }
@@ -136,12 +134,6 @@ fn is_ip_like(name: &str) -> bool {
     !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit())
 }
 
-/// Whether any label is an A-label that UTS 46 should check.
-fn has_a_label(raw: &str) -> bool {
-    raw.split('.')
-        .any(|l| l.len() >= 4 && l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--")))
-}
-
 fn to_ascii(raw: &str) -> Result<String, NameError> {
     if raw.contains('*') {
         return Err(NameError::Wildcard);
@@ -152,8 +144,10 @@ fn to_ascii(raw: &str) -> Result<String, NameError> {
     idna::domain_to_ascii(raw).map_err(|_| NameError::Idna)
 }
 
-/// Lower-cases `raw` into `out`, strips one trailing dot, checks every label.
-fn normalize_ascii(raw: &[u8], out: &mut NameBuf) -> Result<(), NameError> {
+/// One pass over `raw`: lower-cases it into `out`, strips one trailing dot,
+/// checks every character and label length. `Ok(true)` when a label is an
+/// A-label (`xn--`), which the caller has UTS 46 check.
+fn normalize_ascii(raw: &[u8], out: &mut NameBuf) -> Result<bool, NameError> {
     let raw = raw.strip_suffix(b".").unwrap_or(raw);
     if raw.is_empty() {
         return Err(NameError::Empty);
@@ -162,7 +156,8 @@ fn normalize_ascii(raw: &[u8], out: &mut NameBuf) -> Result<(), NameError> {
         return Err(NameError::NameTooLong);
     }
     let mut label_len = 0usize;
-    for (slot, &b) in out.buf.iter_mut().zip(raw) {
+    let mut a_label = false;
+    for (i, (slot, &b)) in out.buf.iter_mut().zip(raw).enumerate() {
         let c = b.to_ascii_lowercase();
         match c {
             b'.' => {
@@ -172,6 +167,11 @@ fn normalize_ascii(raw: &[u8], out: &mut NameBuf) -> Result<(), NameError> {
                 label_len = 0;
             }
             b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' => {
+                if label_len == 0 && c == b'x' {
+                    a_label |= raw
+                        .get(i..i + 4)
+                        .is_some_and(|p| p.eq_ignore_ascii_case(b"xn--"));
+                }
                 label_len += 1;
                 if label_len > MAX_LABEL_LEN {
                     return Err(NameError::LabelTooLong);
@@ -187,7 +187,7 @@ fn normalize_ascii(raw: &[u8], out: &mut NameBuf) -> Result<(), NameError> {
         return Err(NameError::EmptyLabel);
     }
     out.len = raw.len();
-    Ok(())
+    Ok(a_label)
 }
 
 #[cfg(test)]
