@@ -9,10 +9,14 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  iptables iproute2 curl openssl ca-certificates python3 python3-pip >/dev/null
+  iptables iproute2 curl openssl ca-certificates >/dev/null
+if ! python3 -m pip --version >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null
+fi
 
 if [ -f tests/sdk/requirements.txt ]; then
-  python3 -m pip install -q -r tests/sdk/requirements.txt
+  PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install -q --disable-pip-version-check \
+    -r tests/sdk/requirements.txt
 fi
 
 cargo fmt --all --check
