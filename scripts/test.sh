@@ -10,6 +10,9 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   iptables iproute2 curl openssl ca-certificates >/dev/null
+if ! command -v npm >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
 if ! python3 -m pip --version >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends python3 python3-pip >/dev/null
 fi

@@ -90,7 +90,7 @@ fn print_issues(issues: &[Issue], out: &mut dyn Write) {
 }
 
 /// Splits `HOST[:PORT]`; `[v6]:port`, a bare IPv6 literal, and names.
-fn split_target(target: &str) -> Option<(&str, u16)> {
+pub(crate) fn split_target(target: &str) -> Option<(&str, u16)> {
     if target.parse::<std::net::Ipv6Addr>().is_ok() {
         return Some((target, 443));
     }

@@ -7,6 +7,8 @@
 //! serves `validate` and `check`, [`run`] the proxy itself.
 
 pub mod act;
+pub mod admin;
+pub mod api;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -20,6 +22,7 @@ pub mod recheck;
 pub mod reload;
 pub mod run;
 pub mod shared;
+pub mod store;
 pub mod suggest;
 pub mod sys;
 pub mod target;

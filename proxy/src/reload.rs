@@ -13,6 +13,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::api::state::{FilePart, StateSync};
 use crate::config::{self, Config};
 use crate::shared::Shared;
 
@@ -22,7 +23,7 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Watches `config_path` (and its policy files) and reloads on change or
 /// SIGHUP until the process ends. Without a path (the embedded config) only
 /// SIGHUP's audit reopen applies.
-pub async fn watch(shared: Arc<Shared>, config_path: Option<PathBuf>) {
+pub async fn watch(shared: Arc<Shared>, config_path: Option<PathBuf>, sync: Arc<StateSync>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
     let _watcher = config_path
         .as_deref()
@@ -40,20 +41,25 @@ pub async fn watch(shared: Arc<Shared>, config_path: Option<PathBuf>) {
         tokio::time::sleep(DEBOUNCE).await;
         while rx.try_recv().is_ok() {}
         if let Some(path) = config_path.as_deref() {
-            reload(&shared, path);
+            reload(&shared, path, &sync);
         }
     }
 }
 
 /// Reloads once from `path`; returns whether the new state was installed.
-pub fn reload(shared: &Shared, path: &Path) -> bool {
-    match config::load_file(path) {
+/// The files' part is merged with the API's records (`sync`) before it is
+/// installed; a file change that conflicts with them is refused too.
+pub fn reload(shared: &Shared, path: &Path, sync: &StateSync) -> bool {
+    let merged = config::load_file(path).and_then(|loaded| {
+        sync.replace_files(FilePart::from_loaded(&loaded), shared)
+            .map(|_| loaded)
+    });
+    match merged {
         Ok(loaded) => {
             for w in &loaded.warnings {
                 tracing::warn!("{w}");
             }
             warn_restart_needed(&shared.config, &loaded.config);
-            shared.install(loaded.state);
             shared.metrics.reloads.with_label_values(&["ok"]).inc();
             tracing::info!(config = %path.display(), "reloaded");
             true

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
+use crate::api;
 use crate::audit::AuditLog;
 use crate::cli::{EXIT_ERROR, EXIT_OK};
 use crate::config::{self, Loaded};
@@ -54,6 +55,11 @@ pub fn main(config: Option<&Path>) -> i32 {
 }
 
 async fn serve(loaded: Loaded) -> i32 {
+    // The API's store, merged with the files' state (before any port is bound).
+    let (sync, state) = match api::start::open_state(&loaded) {
+        Ok(opened) => opened,
+        Err(e) => return start_failed(&e),
+    };
     let listen = &loaded.config.listen;
     let wanted = listen
         .transparent
@@ -71,6 +77,10 @@ async fn serve(loaded: Loaded) -> i32 {
             }
         }
     }
+    let admin_listener = match api::start::bind_admin(listen.admin) {
+        Ok(l) => l,
+        Err(e) => return start_failed(&e),
+    };
     let own = bound.iter().map(|b| b.addr).collect();
     let metrics = match Metrics::new() {
         Ok(m) => m,
@@ -91,13 +101,7 @@ async fn serve(loaded: Loaded) -> i32 {
             return EXIT_ERROR;
         }
     };
-    let shared = Arc::new(Shared::new(
-        loaded.config,
-        loaded.state,
-        own,
-        metrics,
-        audit,
-    ));
+    let shared = Arc::new(Shared::new(loaded.config, state, own, metrics, audit));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     for b in bound {
@@ -108,9 +112,11 @@ async fn serve(loaded: Loaded) -> i32 {
             stop_rx.clone(),
         )));
     }
+    tasks.extend(api::start::spawn(&shared, &sync, admin_listener, &stop_rx));
     tokio::spawn(crate::reload::watch(
         shared.clone(),
         shared.config.file.clone(),
+        sync,
     ));
     shared
         .ready
@@ -128,6 +134,17 @@ async fn serve(loaded: Loaded) -> i32 {
     }
     drain(&shared).await;
     EXIT_OK
+}
+
+/// Logs why the API side cannot start (each conflicting record) and fails.
+fn start_failed(e: &api::start::StartError) -> i32 {
+    if let api::start::StartError::State(issues) = e {
+        for issue in issues.iter().filter(|i| i.is_error()) {
+            tracing::error!("{issue}");
+        }
+    }
+    tracing::error!("{e}");
+    EXIT_ERROR
 }
 
 /// Waits until every connection permit is back, the drain timeout passes,

@@ -11,6 +11,7 @@
 )]
 mod support;
 
+mod api;
 mod connect;
 mod ops;
 mod smoke;

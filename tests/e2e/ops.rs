@@ -270,3 +270,67 @@ fn sighup_reopens_the_audit_log_for_rotation() {
     let rotated = std::fs::read_to_string(dir.join("audit.log.1")).unwrap();
     assert_eq!(rotated.lines().count(), 1);
 }
+
+/// The value of one sample line in a Prometheus text page.
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find(|l| l.starts_with(series) && l.as_bytes().get(series.len()) == Some(&b' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn scrape(topo: &Topology, path: &str) -> (bool, String) {
+    let out = Curl::new(&format!("http://127.0.0.1:9901{path}")).run(&topo.gateway).unwrap();
+    (out.success(), out.stdout)
+}
+
+#[test]
+fn metrics_count_what_was_sent_and_health_endpoints_answer() {
+    if !support::require_root() {
+        return;
+    }
+    let topo = Topology::new().unwrap();
+    let ca = TestCa::new().unwrap();
+    topo.redirect(15001).unwrap();
+    let _server = TestServer::tls(&topo.server, 443, ca.server_config(NAMES).unwrap()).unwrap();
+    let cfg = config("").replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:9901\"\n");
+    let proxy = ProxyProc::start(&topo.gateway, &cfg, &[("np_1.json", ALLOW_ALLOWED)]).unwrap();
+    for _ in 0..3 {
+        assert!(curl_ok(&topo, &ca, "allowed.test"));
+    }
+    for _ in 0..2 {
+        assert!(!curl_ok(&topo, &ca, "denied.test"));
+    }
+    let dest = Topology::server_addr(false, 443);
+    topo.client.enter(move || {
+        let mut c = TcpStream::connect_timeout(&dest, Duration::from_secs(3)).unwrap();
+        c.write_all(b"SSH-2.0-x\r\n").unwrap();
+        let mut sink = Vec::new();
+        let _ = c.read_to_end(&mut sink);
+    });
+    proxy.dir().write("policies/np_1.json", "{ not json").unwrap();
+    assert!(proxy.wait_for_log("reload refused", support::WAIT));
+    let base = "egress_proxy_connections_total{listener=\"transparent\",protocol=";
+    let expect = [
+        (format!("{base}\"tls\",reason=\"hostname\",verdict=\"allow\"}}"), 3.0),
+        (format!("{base}\"tls\",reason=\"no_match\",verdict=\"deny\"}}"), 2.0),
+        (format!("{base}\"unknown\",reason=\"no_match\",verdict=\"deny\"}}"), 1.0),
+        ("egress_proxy_config_reloads_total{result=\"error\"}".to_owned(), 1.0),
+        ("egress_proxy_policies_loaded".to_owned(), 1.0),
+        ("egress_proxy_devboxes_loaded".to_owned(), 1.0),
+        ("egress_proxy_connections_active{listener=\"transparent\"}".to_owned(), 0.0),
+    ];
+    let mut page = String::new();
+    let settled = support::wait_until(support::WAIT, || {
+        page = scrape(&topo, "/metrics").1;
+        expect.iter().all(|(series, want)| sample(&page, series) == Some(*want))
+    });
+    assert!(settled, "{page}");
+    assert!(sample(&page, "egress_proxy_relayed_bytes_total{direction=\"down\"}").unwrap() > 0.0);
+    assert!(page.contains("egress_proxy_decision_duration_seconds_bucket"));
+    let detections = sample(&page, "egress_proxy_detection_duration_seconds_count{protocol=\"tls\"}");
+    assert_eq!(detections, Some(5.0), "{page}");
+    assert!(!page.contains("allowed.test"), "no host names in labels");
+    assert!(scrape(&topo, "/healthz").0);
+    assert!(scrape(&topo, "/readyz").0);
+}

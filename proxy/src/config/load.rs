@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use policy_matcher::{Compiled, Inputs, Issue};
+use policy_matcher::{Compiled, Inputs, Issue, NetworkPolicy};
 
 use super::raw::RawConfig;
 use super::validate::{self, Checker};
@@ -20,6 +20,9 @@ pub struct Loaded {
     pub config: Config,
     /// What `state` was compiled from (the API merges its own into these).
     pub inputs: Inputs,
+    /// The config's and policy files' policies as written, in the order of
+    /// `inputs.policies` (the API serves them read-only), names defaulted to ids.
+    pub file_policies: Vec<NetworkPolicy>,
     /// The compiled policy state.
     pub state: Compiled,
     /// Issues that did not refuse the config (e.g. dangling policy ids).
@@ -50,17 +53,27 @@ pub fn load_str(text: &str, name: &str, base: &Path) -> Result<Loaded, Vec<Issue
     let mut config = validate::settings(&raw, base, &mut c);
     config.policy_files = policy_files::expand(base, &raw.policy_files, name, &mut c.issues);
     let mut policies = Vec::new();
+    let mut file_policies = Vec::new();
     for (i, p) in raw.policies.iter().enumerate() {
         match p.validate(&format!("policies[{i}]")) {
             Ok(mut valid) => {
                 valid.origin = format!("{name}: policies[{i}]");
                 policies.push(valid);
+                file_policies.push(p.clone());
             }
             Err(found) => c.issues.extend(found.into_iter().map(|i| i.in_file(name))),
         }
     }
     for file in &config.policy_files {
-        policies.extend(policy_files::read(file, &mut c.issues));
+        for (doc, valid) in policy_files::read(file, &mut c.issues) {
+            policies.push(valid);
+            file_policies.push(doc);
+        }
+    }
+    for p in &mut file_policies {
+        if p.name.is_empty() {
+            p.name.clone_from(&p.id);
+        }
     }
     let inputs = validate::inputs(&raw, policies, &mut c);
     let mut issues = c.issues;
@@ -73,6 +86,7 @@ pub fn load_str(text: &str, name: &str, base: &Path) -> Result<Loaded, Vec<Issue
             Ok(Loaded {
                 config,
                 inputs,
+                file_policies,
                 state,
                 warnings: issues,
             })

@@ -46,8 +46,8 @@ pub(crate) fn expand(
     files
 }
 
-/// Reads and validates every policy of one file.
-pub(crate) fn read(file: &Path, issues: &mut Vec<Issue>) -> Vec<ValidPolicy> {
+/// Reads and validates every policy of one file: each as written and validated.
+pub(crate) fn read(file: &Path, issues: &mut Vec<Issue>) -> Vec<(NetworkPolicy, ValidPolicy)> {
     let name = file.display().to_string();
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
@@ -60,7 +60,11 @@ pub(crate) fn read(file: &Path, issues: &mut Vec<Issue>) -> Vec<ValidPolicy> {
 }
 
 /// Parses and validates the policies in `text` (one object or an array).
-pub(crate) fn parse(text: &str, name: &str, issues: &mut Vec<Issue>) -> Vec<ValidPolicy> {
+pub(crate) fn parse(
+    text: &str,
+    name: &str,
+    issues: &mut Vec<Issue>,
+) -> Vec<(NetworkPolicy, ValidPolicy)> {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -86,7 +90,7 @@ pub(crate) fn parse(text: &str, name: &str, issues: &mut Vec<Issue>) -> Vec<Vali
                         "{name}: {}",
                         if prefix.is_empty() { "policy" } else { &prefix }
                     );
-                    out.push(valid);
+                    out.push((p, valid));
                 }
                 Err(found) => issues.extend(found.into_iter().map(|i| i.in_file(name))),
             },
