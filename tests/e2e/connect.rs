@@ -162,7 +162,7 @@ fn an_inner_name_that_differs_from_the_authority_closes_the_tunnel() {
     let s = setup(false);
     let server = TestServer::tls(&s.topo.server, 443, s.ca.server_config(NAMES).unwrap()).unwrap();
     let _http = TestServer::http(&s.topo.server, 80).unwrap();
-    let hello = client_hello(&s.ca, "denied.test");
+    let hello = s.ca.client_hello("denied.test");
     let got = raw(
         &s,
         b"CONNECT allowed.test:443 HTTP/1.1\r\n\r\n".to_vec(),
@@ -275,12 +275,4 @@ fn names_resolving_to_private_addresses_are_denied() {
         "{}",
         s.proxy.logs()
     );
-}
-
-fn client_hello(ca: &TestCa, name: &str) -> Vec<u8> {
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
-    let mut conn = rustls::ClientConnection::new(ca.client_config().unwrap(), server_name).unwrap();
-    let mut out = Vec::new();
-    conn.write_tls(&mut out).unwrap();
-    out
 }

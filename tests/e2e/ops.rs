@@ -47,17 +47,40 @@ fn audit_lines(proxy: &ProxyProc) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A REDIRECT topology with a TLS server for `NAMES` and a proxy on `cfg`.
+struct TlsSetup {
+    topo: Topology,
+    ca: TestCa,
+    _server: TestServer,
+    proxy: ProxyProc,
+}
+
+fn tls_setup(cfg: &str) -> TlsSetup {
+    let topo = Topology::new().unwrap();
+    let ca = TestCa::new().unwrap();
+    topo.redirect(15001).unwrap();
+    let server = TestServer::tls(&topo.server, 443, ca.server_config(NAMES).unwrap()).unwrap();
+    let proxy = ProxyProc::start(&topo.gateway, cfg, &[("np_1.json", ALLOW_ALLOWED)]).unwrap();
+    TlsSetup {
+        topo,
+        ca,
+        _server: server,
+        proxy,
+    }
+}
+
 #[test]
 fn report_mode_allows_and_audits_a_would_be_deny() {
     if !support::require_root() {
         return;
     }
-    let topo = Topology::new().unwrap();
-    let ca = TestCa::new().unwrap();
-    topo.redirect(15001).unwrap();
-    let _server = TestServer::tls(&topo.server, 443, ca.server_config(NAMES).unwrap()).unwrap();
     let cfg = config("mode = \"report\"\n[audit]\npath = \"audit.log\"\n");
-    let proxy = ProxyProc::start(&topo.gateway, &cfg, &[("np_1.json", ALLOW_ALLOWED)]).unwrap();
+    let TlsSetup {
+        topo,
+        ca,
+        proxy,
+        _server,
+    } = tls_setup(&cfg);
     assert!(curl_ok(&topo, &ca, "allowed.test"));
     assert!(
         curl_ok(&topo, &ca, "denied.test"),
@@ -239,12 +262,13 @@ fn sighup_reopens_the_audit_log_for_rotation() {
     if !support::require_root() {
         return;
     }
-    let topo = Topology::new().unwrap();
-    let ca = TestCa::new().unwrap();
-    topo.redirect(15001).unwrap();
-    let _server = TestServer::tls(&topo.server, 443, ca.server_config(NAMES).unwrap()).unwrap();
     let cfg = config("[audit]\npath = \"audit.log\"\n");
-    let proxy = ProxyProc::start(&topo.gateway, &cfg, &[("np_1.json", ALLOW_ALLOWED)]).unwrap();
+    let TlsSetup {
+        topo,
+        ca,
+        proxy,
+        _server,
+    } = tls_setup(&cfg);
     assert!(curl_ok(&topo, &ca, "allowed.test"));
     assert!(support::wait_until(support::WAIT, || audit_lines(&proxy)
         .len()
@@ -280,7 +304,9 @@ fn sample(page: &str, series: &str) -> Option<f64> {
 }
 
 fn scrape(topo: &Topology, path: &str) -> (bool, String) {
-    let out = Curl::new(&format!("http://127.0.0.1:9901{path}")).run(&topo.gateway).unwrap();
+    let out = Curl::new(&format!("http://127.0.0.1:9901{path}"))
+        .run(&topo.gateway)
+        .unwrap();
     (out.success(), out.stdout)
 }
 
@@ -289,12 +315,13 @@ fn metrics_count_what_was_sent_and_health_endpoints_answer() {
     if !support::require_root() {
         return;
     }
-    let topo = Topology::new().unwrap();
-    let ca = TestCa::new().unwrap();
-    topo.redirect(15001).unwrap();
-    let _server = TestServer::tls(&topo.server, 443, ca.server_config(NAMES).unwrap()).unwrap();
     let cfg = config("").replace("[listen]\n", "[listen]\nadmin = \"127.0.0.1:9901\"\n");
-    let proxy = ProxyProc::start(&topo.gateway, &cfg, &[("np_1.json", ALLOW_ALLOWED)]).unwrap();
+    let TlsSetup {
+        topo,
+        ca,
+        proxy,
+        _server,
+    } = tls_setup(&cfg);
     for _ in 0..3 {
         assert!(curl_ok(&topo, &ca, "allowed.test"));
     }
@@ -308,27 +335,57 @@ fn metrics_count_what_was_sent_and_health_endpoints_answer() {
         let mut sink = Vec::new();
         let _ = c.read_to_end(&mut sink);
     });
-    proxy.dir().write("policies/np_1.json", "{ not json").unwrap();
+    proxy
+        .dir()
+        .write("policies/np_1.json", "{ not json")
+        .unwrap();
     assert!(proxy.wait_for_log("reload refused", support::WAIT));
     let base = "egress_proxy_connections_total{listener=\"transparent\",protocol=";
     let expect = [
-        (format!("{base}\"tls\",reason=\"hostname\",verdict=\"allow\"}}"), 3.0),
-        (format!("{base}\"tls\",reason=\"no_match\",verdict=\"deny\"}}"), 2.0),
-        (format!("{base}\"unknown\",reason=\"no_match\",verdict=\"deny\"}}"), 1.0),
-        ("egress_proxy_config_reloads_total{result=\"error\"}".to_owned(), 1.0),
+        (
+            format!("{base}\"tls\",reason=\"hostname\",verdict=\"allow\"}}"),
+            3.0,
+        ),
+        (
+            format!("{base}\"tls\",reason=\"no_match\",verdict=\"deny\"}}"),
+            2.0,
+        ),
+        (
+            format!("{base}\"unknown\",reason=\"no_match\",verdict=\"deny\"}}"),
+            1.0,
+        ),
+        (
+            "egress_proxy_config_reloads_total{result=\"error\"}".to_owned(),
+            1.0,
+        ),
         ("egress_proxy_policies_loaded".to_owned(), 1.0),
         ("egress_proxy_devboxes_loaded".to_owned(), 1.0),
-        ("egress_proxy_connections_active{listener=\"transparent\"}".to_owned(), 0.0),
+        (
+            "egress_proxy_connections_active{listener=\"transparent\"}".to_owned(),
+            0.0,
+        ),
     ];
     let mut page = String::new();
     let settled = support::wait_until(support::WAIT, || {
         page = scrape(&topo, "/metrics").1;
-        expect.iter().all(|(series, want)| sample(&page, series) == Some(*want))
+        expect
+            .iter()
+            .all(|(series, want)| sample(&page, series) == Some(*want))
     });
     assert!(settled, "{page}");
-    assert!(sample(&page, "egress_proxy_relayed_bytes_total{direction=\"down\"}").unwrap() > 0.0);
+    assert!(
+        sample(
+            &page,
+            "egress_proxy_relayed_bytes_total{direction=\"down\"}"
+        )
+        .unwrap()
+            > 0.0
+    );
     assert!(page.contains("egress_proxy_decision_duration_seconds_bucket"));
-    let detections = sample(&page, "egress_proxy_detection_duration_seconds_count{protocol=\"tls\"}");
+    let detections = sample(
+        &page,
+        "egress_proxy_detection_duration_seconds_count{protocol=\"tls\"}",
+    );
     assert_eq!(detections, Some(5.0), "{page}");
     assert!(!page.contains("allowed.test"), "no host names in labels");
     assert!(scrape(&topo, "/healthz").0);

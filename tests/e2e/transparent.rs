@@ -279,7 +279,7 @@ fn a_hello_trickled_in_small_segments_is_reassembled() {
     }
     let s = setup(REDIRECT, "", POLICY);
     let server = TestServer::tls(&s.topo.server, 443, s.ca.server_config(NAMES).unwrap()).unwrap();
-    let hello = client_hello(&s.ca, "allowed.test");
+    let hello = s.ca.client_hello("allowed.test");
     let chunks: Vec<Vec<u8>> = hello.chunks(7).map(<[u8]>::to_vec).collect();
     let (got, _) = raw_exchange(
         &s,
@@ -299,7 +299,7 @@ fn slow_and_silent_clients_are_cut_off_at_the_detection_deadline() {
     }
     let s = setup(REDIRECT, "", POLICY);
     let server = TestServer::tls(&s.topo.server, 443, s.ca.server_config(NAMES).unwrap()).unwrap();
-    let hello = client_hello(&s.ca, "allowed.test");
+    let hello = s.ca.client_hello("allowed.test");
     let started = Instant::now();
     let chunks: Vec<Vec<u8>> = hello.chunks(20).map(<[u8]>::to_vec).collect();
     let (got, _) = raw_exchange(
@@ -404,22 +404,13 @@ fn unknown_sources_are_denied_by_default() {
     assert!(s2.proxy.logs().contains("unknown_source_denied"));
 }
 
-/// A real ClientHello from rustls for `name`.
-fn client_hello(ca: &TestCa, name: &str) -> Vec<u8> {
-    let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
-    let mut conn = rustls::ClientConnection::new(ca.client_config().unwrap(), server_name).unwrap();
-    let mut out = Vec::new();
-    conn.write_tls(&mut out).unwrap();
-    out
-}
-
 #[test]
 fn deny_tls_reset_answers_a_denied_hello_with_a_reset() {
     if !support::require_root() {
         return;
     }
     let s = setup(REDIRECT, "[deny]\ntls = \"reset\"\n", POLICY);
-    let hello = client_hello(&s.ca, "denied.test");
+    let hello = s.ca.client_hello("denied.test");
     let (got, reset) = raw_exchange(
         &s,
         Topology::server_addr(false, 443),

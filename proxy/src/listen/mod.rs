@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::pipeline::ListenerKind;
+use crate::pipeline::{self, Intercepted, ListenerKind};
 use crate::shared::Shared;
 use crate::sys;
 
@@ -76,9 +76,16 @@ pub async fn serve(shared: Arc<Shared>, bound: Bound, mut shutdown: watch::Recei
 }
 
 async fn dispatch(shared: Arc<Shared>, kind: ListenerKind, stream: TcpStream, peer: SocketAddr) {
-    match kind {
-        ListenerKind::Transparent => transparent::handle(shared, stream, peer).await,
-        ListenerKind::Tproxy => tproxy::handle(shared, stream, peer).await,
-        ListenerKind::Connect => connect::handle(shared, stream, peer).await,
-    }
+    let orig_dst = match kind {
+        ListenerKind::Transparent => transparent::original_dst(&stream),
+        ListenerKind::Tproxy => tproxy::original_dst(&stream),
+        ListenerKind::Connect => return connect::handle(shared, stream, peer).await,
+    };
+    let conn = Intercepted {
+        stream,
+        peer,
+        orig_dst,
+        listener: kind,
+    };
+    pipeline::serve(shared, conn).await;
 }

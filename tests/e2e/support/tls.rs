@@ -33,6 +33,17 @@ pub(crate) struct Leaf {
 // === impl TestCa ===
 
 impl TestCa {
+    /// The first flight of a real rustls client for `name` (its ClientHello),
+    /// to send as raw bytes.
+    pub(crate) fn client_hello(&self, name: &str) -> Vec<u8> {
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+        let mut conn =
+            rustls::ClientConnection::new(self.client_config().unwrap(), server_name).unwrap();
+        let mut out = Vec::new();
+        conn.write_tls(&mut out).unwrap();
+        out
+    }
+
     /// A fresh CA (ECDSA P-256), its PEM written to a temporary file.
     pub(crate) fn new() -> anyhow::Result<Self> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
