@@ -37,6 +37,8 @@ pub struct ServerFirst<'a> {
 }
 
 const FIRST_READ: usize = 2048;
+/// The most upstream bytes passed on per read while waiting in a tunnel.
+const BANNER_CHUNK: usize = 2048;
 
 /// Reads until detection answers, within `timeout`; `prefix` holds bytes
 /// already read from the client (they count as the start of the stream).
@@ -56,7 +58,8 @@ pub async fn read(
             return done(buf, detection);
         }
     }
-    let mut banner = [0u8; 2048];
+    // Only a tunnel passes a banner on; its buffer is allocated on first use.
+    let mut banner = Vec::new();
     let failure = loop {
         if buf.len() >= MAX_DETECT_BYTES {
             break Reason::Malformed(Malformed::TooLarge);
@@ -135,7 +138,8 @@ fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>>
 }
 
 /// Passes what the upstream sent to the client; false when either side is done.
-async fn pass_banner(upstream: &TcpStream, client: &TcpStream, scratch: &mut [u8]) -> bool {
+async fn pass_banner(upstream: &TcpStream, client: &TcpStream, scratch: &mut Vec<u8>) -> bool {
+    scratch.resize(BANNER_CHUNK, 0);
     match upstream.try_read(scratch) {
         Ok(0) => false,
         Ok(n) => {

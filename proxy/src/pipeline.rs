@@ -66,30 +66,46 @@ impl ListenerKind {
 }
 
 /// Serves one intercepted connection to the end.
+///
+/// Detection and the decision run in a boxed future that is freed before
+/// the relay starts, so an idle relay's task holds only what relaying needs.
 pub async fn serve(shared: Arc<Shared>, conn: Intercepted) {
     let tracker = Tracker::new(shared.clone(), conn.listener, conn.peer);
+    if let Some((admitted, client)) = Box::pin(admit(&shared, &tracker, conn)).await {
+        let Admitted {
+            record,
+            first,
+            recheck,
+            by_name,
+        } = admitted;
+        forward(&shared, &tracker, record, client, first, recheck, by_name).await;
+    }
+}
+
+/// What the relay of an allowed connection starts from.
+struct Admitted {
+    record: Box<Record>,
+    first: Vec<u8>,
+    recheck: Recheck,
+    by_name: bool,
+}
+
+/// Detects and decides; answers a denied connection itself. `Some` when the
+/// connection is to be relayed.
+async fn admit(
+    shared: &Shared,
+    tracker: &Tracker,
+    conn: Intercepted,
+) -> Option<(Admitted, TcpStream)> {
     let state = shared.state.load_full();
+    let stream = conn.stream;
     let Some(dest) = conn.orig_dst else {
-        return refuse(
-            &tracker,
-            &shared,
-            conn.stream,
-            None,
-            decide::refused(Reason::NoOriginalDst, None),
-            None,
-        )
-        .await;
+        let outcome = decide::refused(Reason::NoOriginalDst, None);
+        return refuse(tracker, shared, stream, None, outcome, None).await;
     };
     if shared.is_own_listener(dest) {
-        return refuse(
-            &tracker,
-            &shared,
-            conn.stream,
-            Some(dest),
-            decide::refused(Reason::Loop, None),
-            None,
-        )
-        .await;
+        let outcome = decide::refused(Reason::Loop, None);
+        return refuse(tracker, shared, stream, Some(dest), outcome, None).await;
     }
     let source = conn.peer.ip();
     let at_accept = state
@@ -103,23 +119,22 @@ pub async fn serve(shared: Arc<Shared>, conn: Intercepted) {
             name: None,
             by_name: false,
         };
-        return forward(
-            &shared,
-            &tracker,
-            record,
-            conn.stream,
-            Vec::new(),
-            recheck,
-            false,
-        )
-        .await;
+        return Some((
+            Admitted {
+                record,
+                first: Vec::new(),
+                recheck,
+                by_name: false,
+            },
+            stream,
+        ));
     }
     let Ok(detecting) = shared.detecting.clone().try_acquire_owned() else {
         let outcome = decide::refused(Reason::Overloaded, None);
-        return refuse(&tracker, &shared, conn.stream, Some(dest), outcome, None).await;
+        return refuse(tracker, shared, stream, Some(dest), outcome, None).await;
     };
     shared.metrics.detecting.inc();
-    let first = first_bytes::read(&conn.stream, shared.config.detect.timeout, &[], None).await;
+    let first = first_bytes::read(&stream, shared.config.detect.timeout, &[], None).await;
     shared.metrics.detecting.dec();
     drop(detecting);
     let detected = match first.detection {
@@ -127,27 +142,20 @@ pub async fn serve(shared: Arc<Shared>, conn: Intercepted) {
         _ => None,
     };
     let protocol = protocol_of(detected.as_ref());
+    let seconds = tracker.elapsed().as_secs_f64();
     shared
         .metrics
         .detection_seconds
         .with_label_values(&[protocol])
-        .observe(tracker.elapsed().as_secs_f64());
+        .observe(seconds);
     let outcome = match at_accept {
         Some(denied) => denied,
-        None => decide_first(&state, &shared, &first, source, dest),
+        None => decide_first(&state, shared, &first, source, dest),
     };
-    let name = name_of(detected.as_ref());
     if !outcome.relays() {
-        return refuse(
-            &tracker,
-            &shared,
-            conn.stream,
-            Some(dest),
-            outcome,
-            detected,
-        )
-        .await;
+        return refuse(tracker, shared, stream, Some(dest), outcome, detected).await;
     }
+    let name = name_of(detected.as_ref());
     let record = tracker.decided(Some(dest), protocol, name, &outcome);
     let recheck = Recheck {
         source,
@@ -156,16 +164,15 @@ pub async fn serve(shared: Arc<Shared>, conn: Intercepted) {
         by_name: false,
     };
     let by_name = outcome.policy.is_some_and(|d| d.reason.is_name_based());
-    forward(
-        &shared,
-        &tracker,
-        record,
-        conn.stream,
-        first.bytes,
-        recheck,
-        by_name,
-    )
-    .await;
+    Some((
+        Admitted {
+            record,
+            first: first.bytes,
+            recheck,
+            by_name,
+        },
+        stream,
+    ))
 }
 
 /// The decision once the first bytes are in.
@@ -209,14 +216,15 @@ pub fn name_of(detected: Option<&Detected>) -> Option<&str> {
 async fn forward(
     shared: &Shared,
     tracker: &Tracker,
-    record: Record,
+    record: Box<Record>,
     client: TcpStream,
     first: Vec<u8>,
     recheck: Recheck,
     by_name: bool,
 ) {
     let dest = recheck.dest;
-    match dial(shared, &recheck, by_name).await {
+    // Boxed, like every stage an idle relay no longer needs.
+    match Box::pin(dial(shared, &recheck, by_name)).await {
         Ok(upstream) => {
             let (moved, end) = splice_to(shared, client, upstream, first, &recheck).await;
             tracker.closed(record, moved, Some(end));
@@ -228,7 +236,7 @@ async fn forward(
                 .with_label_values(&[kind])
                 .inc();
             tracing::info!(%dest, error = kind, "upstream connect failed");
-            deny(client, DenyAction::Reset).await;
+            Box::pin(deny(client, DenyAction::Reset)).await;
             tracker.closed(record, Relayed::default(), None);
         }
     }
@@ -271,8 +279,8 @@ pub async fn splice_to(
     first: Vec<u8>,
     recheck: &Recheck,
 ) -> (Relayed, RelayEnd) {
-    if !first.is_empty() && upstream.write_all(&first).await.is_err() {
-        deny(client, DenyAction::Reset).await;
+    if !first.is_empty() && Box::pin(upstream.write_all(&first)).await.is_err() {
+        Box::pin(deny(client, DenyAction::Reset)).await;
         return (Relayed::default(), RelayEnd::Error);
     }
     let written = first.len() as u64;
@@ -280,32 +288,28 @@ pub async fn splice_to(
     let counters = Counters::default();
     let _ = client.set_nodelay(true);
     let idle = shared.config.limits.idle_timeout;
-    let end = relay(
-        &client,
-        &upstream,
-        idle,
-        recheck.until_denied(shared),
-        &counters,
-    )
-    .await;
+    let stop = std::pin::pin!(recheck.until_denied(shared));
+    let mut stop: std::pin::Pin<&mut (dyn std::future::Future<Output = ()> + Send)> = stop;
+    let end = relay(&client, &upstream, idle, stop.as_mut(), &counters).await;
     let mut moved = counters.relayed();
     moved.up += written;
     (moved, end)
 }
 
 /// Records and answers a denied connection in its protocol's form.
-async fn refuse(
+async fn refuse<T>(
     tracker: &Tracker,
     shared: &Shared,
     stream: TcpStream,
     dest: Option<SocketAddr>,
     outcome: Outcome<'_>,
     detected: Option<Detected>,
-) {
+) -> Option<T> {
     let name = name_of(detected.as_ref());
     let record = tracker.decided(dest, protocol_of(detected.as_ref()), name, &outcome);
     deny(stream, deny_action(shared, detected.as_ref(), &outcome)).await;
     tracker.closed(record, Relayed::default(), None);
+    None
 }
 
 /// The deny form for what was detected: a TLS alert (or reset), a 403, or a reset.
@@ -326,5 +330,39 @@ pub fn deny_action<'a>(
             policy: outcome.policy_id(),
         },
         _ => DenyAction::Reset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    /// A task's future is what an idle relayed connection costs in memory:
+    /// detection and decision are boxed away before the relay starts.
+    #[tokio::test]
+    async fn an_idle_relay_task_stays_small() {
+        let loaded = crate::config::load_str("", "t", std::path::Path::new(".")).unwrap();
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let audit = crate::audit::AuditLog::start(None, 1, metrics.audit_dropped.clone()).unwrap();
+        let shared = Arc::new(Shared::new(
+            loaded.config,
+            loaded.state,
+            vec![],
+            metrics,
+            audit,
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stream = TcpStream::connect(addr).await.unwrap();
+        let conn = Intercepted {
+            stream,
+            peer: addr,
+            orig_dst: None,
+            listener: ListenerKind::Transparent,
+        };
+        let size = std::mem::size_of_val(&serve(shared, conn));
+        assert!(size <= 2304, "serve future is {size} bytes");
     }
 }

@@ -58,7 +58,7 @@ impl Tracker {
         protocol: &'static str,
         name: Option<&str>,
         outcome: &Outcome<'_>,
-    ) -> Record {
+    ) -> Box<Record> {
         let listener = self.listener.as_str();
         let verdict = outcome.verdict.as_str();
         let reason = outcome.reason.as_str();
@@ -82,7 +82,9 @@ impl Tracker {
             "decision"
         );
         let decision = outcome.policy;
-        Record {
+        // Boxed: a relay keeps it until close, and a small task is what an
+        // idle connection costs.
+        Box::new(Record {
             time_ms: self.time_ms,
             source: self.peer.to_string(),
             devbox: decision.and_then(|d| d.devbox).map(str::to_owned),
@@ -101,11 +103,11 @@ impl Tracker {
                 Mode::Report => "report".to_owned(),
             },
             ..Record::default()
-        }
+        })
     }
 
     /// Completes and writes the audit record at close.
-    pub fn closed(&self, mut record: Record, moved: Relayed, end: Option<RelayEnd>) {
+    pub fn closed(&self, mut record: Box<Record>, moved: Relayed, end: Option<RelayEnd>) {
         let bytes = &self.shared.metrics.bytes;
         bytes.with_label_values(&["up"]).inc_by(moved.up);
         bytes.with_label_values(&["down"]).inc_by(moved.down);
@@ -113,7 +115,7 @@ impl Tracker {
         record.bytes_down = moved.down;
         record.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         record.end = end.map(|e| e.as_str().to_owned());
-        self.shared.audit.record(record);
+        self.shared.audit.record(*record);
     }
 }
 

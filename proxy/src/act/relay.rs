@@ -3,10 +3,17 @@
 //! no per-chunk allocation. A FIN from either side is passed on (half-close)
 //! and the other direction keeps flowing; the relay ends when both sides are
 //! done, on an error, when idle too long, or when told to stop.
+//!
+//! A pipe is taken from a shared pool only while a chunk is in flight and
+//! given back empty, so an idle relay holds no pipe (two descriptors per
+//! connection, not six).
 
 use std::future::Future;
 use std::io;
 use std::net::Shutdown;
+use std::os::fd::OwnedFd;
+use std::pin::Pin;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -19,6 +26,32 @@ use crate::sys;
 
 /// The most bytes one splice call moves (the default pipe capacity).
 const CHUNK: usize = 64 * 1024;
+/// Empty pipes kept for reuse at most.
+const POOL_CAP: usize = 1024;
+
+/// Empty pipes between transfers: (read end, write end).
+static POOL: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
+
+fn take_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let parked = POOL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .pop();
+    match parked {
+        Some(pipe) => Ok(pipe),
+        None => sys::pipe(),
+    }
+}
+
+/// Parks an empty pipe (one that may hold bytes must be dropped instead).
+fn give_pipe(pipe: (OwnedFd, OwnedFd)) {
+    let mut pool = POOL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if pool.len() < POOL_CAP {
+        pool.push(pipe);
+    }
+}
 
 /// Bytes moved each way.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +89,7 @@ pub async fn relay(
     client: &TcpStream,
     upstream: &TcpStream,
     idle: Duration,
-    stop: impl Future<Output = ()>,
+    stop: Pin<&mut (dyn Future<Output = ()> + Send)>,
     counters: &Counters,
 ) -> RelayEnd {
     let start = Instant::now();
@@ -112,17 +145,19 @@ async fn pump(
     counters: &Counters,
     start: Instant,
 ) -> io::Result<()> {
-    let (pipe_r, pipe_w) = sys::pipe()?;
     loop {
-        let n = loop {
-            from.readable().await?;
-            match from.try_io(Interest::READABLE, || sys::splice(from, &pipe_w, CHUNK)) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
+        from.readable().await?;
+        let (pipe_r, pipe_w) = take_pipe()?;
+        let n = match from.try_io(Interest::READABLE, || sys::splice(from, &pipe_w, CHUNK)) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                give_pipe((pipe_r, pipe_w));
+                continue;
             }
+            Err(e) => return Err(e),
         };
         if n == 0 {
+            give_pipe((pipe_r, pipe_w));
             // Half-close: pass the FIN on; the other direction goes on.
             let _ = SockRef::from(to).shutdown(Shutdown::Write);
             return Ok(());
@@ -136,6 +171,7 @@ async fn pump(
                 Err(e) => return Err(e),
             }
         }
+        give_pipe((pipe_r, pipe_w));
         bytes.fetch_add(n as u64, Ordering::Relaxed);
         let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         counters.last_activity_ms.store(now, Ordering::Relaxed);
