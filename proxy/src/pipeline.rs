@@ -363,6 +363,6 @@ mod tests {
             listener: ListenerKind::Transparent,
         };
         let size = std::mem::size_of_val(&serve(shared, conn));
-        assert!(size <= 2304, "serve future is {size} bytes");
+        assert!(size <= 1600, "serve future is {size} bytes");
     }
 }

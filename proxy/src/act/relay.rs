@@ -15,6 +15,7 @@ use std::os::fd::OwnedFd;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use socket2::SockRef;
@@ -80,35 +81,44 @@ pub enum RelayEnd {
 pub struct Counters {
     up: AtomicU64,
     down: AtomicU64,
-    last_activity_ms: AtomicU64,
 }
 
-/// Relays until both directions finish; returns the bytes moved and why it
-/// ended.
+/// Relays until both directions finish, the relay idles out, or `stop`
+/// resolves. One hand-written future drives both directions (no waiter node
+/// per direction, one timer), so an idle relay costs a few hundred bytes.
 pub async fn relay(
     client: &TcpStream,
     upstream: &TcpStream,
     idle: Duration,
-    stop: Pin<&mut (dyn Future<Output = ()> + Send)>,
+    mut stop: Pin<&mut (dyn Future<Output = ()> + Send)>,
     counters: &Counters,
 ) -> RelayEnd {
-    let start = Instant::now();
-    let both = async {
-        let (a, b) = tokio::join!(
-            pump(client, upstream, &counters.up, counters, start),
-            pump(upstream, client, &counters.down, counters, start)
-        );
-        if a.is_err() || b.is_err() {
-            RelayEnd::Error
-        } else {
-            RelayEnd::Closed
+    let mut up = Direction::default();
+    let mut down = Direction::default();
+    let mut timer = std::pin::pin!(tokio::time::sleep(idle));
+    std::future::poll_fn(|cx| {
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(RelayEnd::Stopped);
         }
-    };
-    tokio::select! {
-        end = both => end,
-        () = idle_watch(counters, start, idle) => RelayEnd::Idle,
-        () = stop => RelayEnd::Stopped,
-    }
+        let mut moved = false;
+        let a = up.poll(cx, client, upstream, &counters.up, &mut moved);
+        let b = down.poll(cx, upstream, client, &counters.down, &mut moved);
+        match (a, b) {
+            (Poll::Ready(Err(_)), _) | (_, Poll::Ready(Err(_))) => {
+                return Poll::Ready(RelayEnd::Error);
+            }
+            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(RelayEnd::Closed),
+            _ => {}
+        }
+        if moved {
+            timer.as_mut().reset(Instant::now() + idle);
+        }
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(RelayEnd::Idle),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 // === impl RelayEnd ===
@@ -137,55 +147,66 @@ impl Counters {
     }
 }
 
-/// One direction: socket → pipe → socket until EOF, then pass the FIN on.
-async fn pump(
-    from: &TcpStream,
-    to: &TcpStream,
-    bytes: &AtomicU64,
-    counters: &Counters,
-    start: Instant,
-) -> io::Result<()> {
-    loop {
-        from.readable().await?;
-        let (pipe_r, pipe_w) = take_pipe()?;
-        let n = match from.try_io(Interest::READABLE, || sys::splice(from, &pipe_w, CHUNK)) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                give_pipe((pipe_r, pipe_w));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            give_pipe((pipe_r, pipe_w));
-            // Half-close: pass the FIN on; the other direction goes on.
-            let _ = SockRef::from(to).shutdown(Shutdown::Write);
-            return Ok(());
-        }
-        let mut left = n;
-        while left > 0 {
-            to.writable().await?;
-            match to.try_io(Interest::WRITABLE, || sys::splice(&pipe_r, to, left)) {
-                Ok(m) => left = left.saturating_sub(m),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => return Err(e),
-            }
-        }
-        give_pipe((pipe_r, pipe_w));
-        bytes.fetch_add(n as u64, Ordering::Relaxed);
-        let now = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        counters.last_activity_ms.store(now, Ordering::Relaxed);
-    }
+/// One direction: socket → pipe → socket until EOF, then the FIN passed on.
+#[derive(Debug, Default)]
+struct Direction {
+    /// The pipe holding `pending` bytes, while a chunk is in flight.
+    pipe: Option<(OwnedFd, OwnedFd)>,
+    pending: usize,
+    done: bool,
 }
 
-/// Resolves once nothing has moved for `idle`.
-async fn idle_watch(counters: &Counters, start: Instant, idle: Duration) {
-    loop {
-        let last = Duration::from_millis(counters.last_activity_ms.load(Ordering::Relaxed));
-        let deadline = start + last + idle;
-        if Instant::now() >= deadline {
-            return;
+impl Direction {
+    /// Moves what can be moved now; `Ready(Ok)` once EOF has been passed on.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        from: &TcpStream,
+        to: &TcpStream,
+        bytes: &AtomicU64,
+        moved: &mut bool,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            if self.done {
+                return Poll::Ready(Ok(()));
+            }
+            if let Some((pipe_r, _)) = self.pipe.as_ref().filter(|_| self.pending > 0) {
+                ready!(to.poll_write_ready(cx))?;
+                match to.try_io(Interest::WRITABLE, || sys::splice(pipe_r, to, self.pending)) {
+                    Ok(m) => {
+                        self.pending = self.pending.saturating_sub(m);
+                        bytes.fetch_add(m as u64, Ordering::Relaxed);
+                        *moved = true;
+                        if self.pending == 0
+                            && let Some(pipe) = self.pipe.take()
+                        {
+                            give_pipe(pipe);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Poll::Ready(Err(e)),
+                }
+                continue;
+            }
+            ready!(from.poll_read_ready(cx))?;
+            let (pipe_r, pipe_w) = match self.pipe.take() {
+                Some(pipe) => pipe,
+                None => take_pipe()?,
+            };
+            match from.try_io(Interest::READABLE, || sys::splice(from, &pipe_w, CHUNK)) {
+                Ok(0) => {
+                    give_pipe((pipe_r, pipe_w));
+                    // Half-close: pass the FIN on; the other direction goes on.
+                    let _ = SockRef::from(to).shutdown(Shutdown::Write);
+                    self.done = true;
+                }
+                Ok(n) => {
+                    self.pending = n;
+                    self.pipe = Some((pipe_r, pipe_w));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => give_pipe((pipe_r, pipe_w)),
+                Err(e) => return Poll::Ready(Err(e)),
+            }
         }
-        tokio::time::sleep_until(deadline).await;
     }
 }
