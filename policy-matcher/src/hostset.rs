@@ -23,9 +23,22 @@ use crate::pattern::Pattern;
 pub struct Interner {
     text: String,
     spans: Vec<(u32, u8)>,
-    table: HashTable<(u64, u32)>,
+    table: HashTable<Entry>,
     hasher: FixedState,
 }
+
+/// One interned name: its hash, its id, and how any pattern uses it.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    hash: u64,
+    id: u32,
+    /// `EXACT` and/or `WILDCARD`: a lookup probes a set only for the uses
+    /// some pattern has, so bare suffixes (`com`) cost one probe, not three.
+    uses: u8,
+}
+
+const EXACT: u8 = 1;
+const WILDCARD: u8 = 2;
 
 /// The ids of a set of patterns.
 #[derive(Debug, Default, Clone)]
@@ -57,11 +70,29 @@ impl Interner {
         for (start, hash) in suffixes {
             let suffix = name.get(start..).unwrap_or_default();
             id = match self.find(hash, suffix) {
-                Some(found) => found,
+                Some(found) => found.id,
                 None => self.insert(hash, suffix),
             };
         }
         id
+    }
+
+    /// Records that `name` (already interned) is used as an exact pattern or
+    /// as a wildcard's suffix.
+    fn mark(&mut self, name: &str, wildcard: bool) {
+        let mut hash = 0;
+        self.walk(name, |_, h| {
+            hash = h;
+            true
+        });
+        let Self {
+            text, spans, table, ..
+        } = self;
+        if let Some(entry) =
+            table.find_mut(hash, |e| e.hash == hash && span(text, spans, e.id) == name)
+        {
+            entry.uses |= if wildcard { WILDCARD } else { EXACT };
+        }
     }
 
     fn insert(&mut self, hash: u64, name: &str) -> u32 {
@@ -70,7 +101,8 @@ impl Interner {
         let len = u8::try_from(name.len()).unwrap_or(u8::MAX);
         self.text.push_str(name);
         self.spans.push((start, len));
-        self.table.insert_unique(hash, (hash, id), |&(h, _)| h);
+        self.table
+            .insert_unique(hash, Entry { hash, id, uses: 0 }, |e| e.hash);
         id
     }
 
@@ -78,16 +110,18 @@ impl Interner {
     pub fn get(&self, name: &str) -> Option<u32> {
         let mut found = None;
         self.walk(name, |start, hash| {
-            found = self.find(hash, name.get(start..).unwrap_or_default());
+            found = self
+                .find(hash, name.get(start..).unwrap_or_default())
+                .map(|e| e.id);
             found.is_some()
         });
         found
     }
 
-    fn find(&self, hash: u64, name: &str) -> Option<u32> {
+    fn find(&self, hash: u64, name: &str) -> Option<Entry> {
         self.table
-            .find(hash, |&(h, id)| h == hash && self.resolve(id) == name)
-            .map(|&(_, id)| id)
+            .find(hash, |e| e.hash == hash && self.resolve(e.id) == name)
+            .copied()
     }
 
     /// Calls `f(start, hash)` for each suffix of `name` from the last label
@@ -113,18 +147,14 @@ impl Interner {
 
     /// The name behind `id`.
     pub fn resolve(&self, id: u32) -> &str {
-        let Some(&(start, len)) = self.spans.get(id as usize) else {
-            return "";
-        };
-        let start = start as usize;
-        self.text.get(start..start + usize::from(len)).unwrap_or("")
+        span(&self.text, &self.spans, id)
     }
 
     /// Bytes held by the arena, the spans and the table.
     pub fn heap_bytes(&self) -> usize {
         self.text.capacity()
             + self.spans.capacity() * std::mem::size_of::<(u32, u8)>()
-            + self.table.capacity() * (std::mem::size_of::<(u64, u32)>() + 1)
+            + self.table.capacity() * (std::mem::size_of::<Entry>() + 1)
     }
 
     /// How many distinct names (suffixes included) are interned.
@@ -138,6 +168,14 @@ impl Interner {
     }
 }
 
+fn span<'a>(text: &'a str, spans: &[(u32, u8)], id: u32) -> &'a str {
+    let Some(&(start, len)) = spans.get(id as usize) else {
+        return "";
+    };
+    let start = start as usize;
+    text.get(start..start + usize::from(len)).unwrap_or("")
+}
+
 // === impl HostSet ===
 
 impl HostSet {
@@ -149,6 +187,7 @@ impl HostSet {
         let mut set = Self::default();
         for p in patterns {
             let id = interner.intern(p.name());
+            interner.mark(p.name(), matches!(p, Pattern::Wildcard(_)));
             match p {
                 Pattern::Exact(_) => set.exact.insert(id),
                 Pattern::Wildcard(_) => set.wildcard.insert(id),
@@ -170,18 +209,19 @@ impl HostSet {
         }
         let mut best = None;
         interner.walk(name, |start, hash| {
-            let Some(id) = interner.find(hash, name.get(start..).unwrap_or_default()) else {
+            let Some(entry) = interner.find(hash, name.get(start..).unwrap_or_default()) else {
                 // No pattern has this suffix, so none has a longer one.
                 return false;
             };
+            let id = entry.id;
             if start == 0 {
-                if self.exact.contains(&id) {
+                if entry.uses & EXACT != 0 && self.exact.contains(&id) {
                     best = Some(Hit {
                         id,
                         wildcard: false,
                     });
                 }
-            } else if self.wildcard.contains(&id) {
+            } else if entry.uses & WILDCARD != 0 && self.wildcard.contains(&id) {
                 best = Some(Hit { id, wildcard: true });
             }
             true
