@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  iptables iproute2 curl openssl ca-certificates >/dev/null
+  iptables iproute2 curl openssl ca-certificates haproxy >/dev/null
 if ! command -v npm >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi
@@ -26,6 +26,9 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 cargo test --workspace --locked
+# The load harness's smoke mode: its namespaces, servers, HAProxy and proxy
+# set-up and tear-down, in seconds (figures come from `cargo bench --bench load`).
+cargo test --locked --bench load
 
 if [ -d tests/sdk ]; then
   python3 -m pytest -q tests/sdk
