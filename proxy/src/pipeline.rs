@@ -14,6 +14,7 @@ use std::time::Instant;
 use policy_matcher::{Compiled, Query};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::act::deny::{DenyAction, deny};
 use crate::act::relay::{Counters, RelayEnd, Relayed, relay};
@@ -67,18 +68,96 @@ impl ListenerKind {
 
 /// Serves one intercepted connection to the end.
 ///
-/// Detection and the decision run in a boxed future that is freed before
-/// the relay starts, so an idle relay's task holds only what relaying needs.
-pub async fn serve(shared: Arc<Shared>, conn: Intercepted) {
+/// Detection, the decision and the dial run in boxed futures on this task;
+/// an allowed connection is then relayed by a task of its own that holds
+/// only what relaying needs (and `permit`), so an idle relay costs little.
+pub async fn serve(shared: Arc<Shared>, conn: Intercepted, permit: OwnedSemaphorePermit) {
     let tracker = Tracker::new(shared.clone(), conn.listener, conn.peer);
-    if let Some((admitted, client)) = Box::pin(admit(&shared, &tracker, conn)).await {
-        let Admitted {
-            record,
-            first,
-            recheck,
-            by_name,
-        } = admitted;
-        forward(&shared, &tracker, record, client, first, recheck, by_name).await;
+    let Some((admitted, client)) = Box::pin(admit(&shared, &tracker, conn)).await else {
+        return;
+    };
+    let Admitted {
+        record,
+        first,
+        recheck,
+        by_name,
+    } = admitted;
+    match Box::pin(dial(&shared, &recheck, by_name)).await {
+        Ok(upstream) => {
+            let relaying = Relaying {
+                shared,
+                tracker,
+                record,
+                client,
+                upstream,
+                first,
+                recheck,
+                permit,
+            };
+            tokio::spawn(relaying.run());
+        }
+        Err(kind) => {
+            shared
+                .metrics
+                .upstream_errors
+                .with_label_values(&[kind])
+                .inc();
+            tracing::info!(dest = %recheck.dest, error = kind, "upstream connect failed");
+            Box::pin(deny(client, DenyAction::Reset)).await;
+            tracker.closed(record, Relayed::default(), None);
+        }
+    }
+}
+
+/// An allowed, dialled connection: everything its relay task owns.
+struct Relaying {
+    shared: Arc<Shared>,
+    tracker: Tracker,
+    record: Box<Record>,
+    client: TcpStream,
+    upstream: TcpStream,
+    first: Vec<u8>,
+    recheck: Recheck,
+    /// Held until the relay ends (the connection cap and the drain count it).
+    permit: OwnedSemaphorePermit,
+}
+
+impl Relaying {
+    /// Writes the bytes already read upstream, then relays until both sides
+    /// close, the relay idles out, or a policy change denies it.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would store `self` twice"
+    )]
+    fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
+        // An async block captures `self` once (an async fn would keep a
+        // second copy): this future is what an idle connection costs.
+        async move {
+            let first = std::mem::take(&mut self.first);
+            if !first.is_empty()
+                && Box::pin(first_bytes::write_all(&self.upstream, &first))
+                    .await
+                    .is_err()
+            {
+                let _ = crate::sys::set_reset_on_close(&self.client);
+                self.tracker.closed(self.record, Relayed::default(), None);
+                drop(self.permit);
+                return;
+            }
+            let written = first.len() as u64;
+            drop(first);
+            let _ = self.client.set_nodelay(true);
+            let counters = Counters::default();
+            let idle = self.shared.config.limits.idle_timeout;
+            let stop = std::pin::pin!(self.recheck.until_denied(&self.shared));
+            let end = relay(&self.client, &self.upstream, idle, stop, &counters).await;
+            let mut moved = counters.relayed();
+            moved.up += written;
+            self.tracker.closed(self.record, moved, Some(end));
+            // Named here so the async block owns it (a block captures only
+            // the fields it mentions): the permit lives as long as the relay.
+            drop(self.permit);
+        }
     }
 }
 
@@ -212,36 +291,6 @@ pub fn name_of(detected: Option<&Detected>) -> Option<&str> {
     }
 }
 
-/// Dials the upstream, writes the bytes already read, and relays.
-async fn forward(
-    shared: &Shared,
-    tracker: &Tracker,
-    record: Box<Record>,
-    client: TcpStream,
-    first: Vec<u8>,
-    recheck: Recheck,
-    by_name: bool,
-) {
-    let dest = recheck.dest;
-    // Boxed, like every stage an idle relay no longer needs.
-    match Box::pin(dial(shared, &recheck, by_name)).await {
-        Ok(upstream) => {
-            let (moved, end) = splice_to(shared, client, upstream, first, &recheck).await;
-            tracker.closed(record, moved, Some(end));
-        }
-        Err(kind) => {
-            shared
-                .metrics
-                .upstream_errors
-                .with_label_values(&[kind])
-                .inc();
-            tracing::info!(%dest, error = kind, "upstream connect failed");
-            Box::pin(deny(client, DenyAction::Reset)).await;
-            tracker.closed(record, Relayed::default(), None);
-        }
-    }
-}
-
 /// The original destination, or with `dial = "resolve"` the observed name's
 /// own addresses (decided and checked again by name: a client cannot steer
 /// a name-allowed connection to another address).
@@ -339,8 +388,8 @@ mod tests {
 
     use super::*;
 
-    /// A task's future is what an idle relayed connection costs in memory:
-    /// detection and decision are boxed away before the relay starts.
+    /// The relay task's future is what an idle relayed connection costs in
+    /// memory; detection, decision and dial ran on another task.
     #[tokio::test]
     async fn an_idle_relay_task_stays_small() {
         let loaded = crate::config::load_str("", "t", std::path::Path::new(".")).unwrap();
@@ -362,7 +411,42 @@ mod tests {
             orig_dst: None,
             listener: ListenerKind::Transparent,
         };
-        let size = std::mem::size_of_val(&serve(shared, conn));
-        assert!(size <= 1600, "serve future is {size} bytes");
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        let upstream = TcpStream::connect(addr).await.unwrap();
+        let serve_size = std::mem::size_of_val(&serve(shared.clone(), conn, permit));
+        assert!(
+            serve_size <= 1024,
+            "the accepting task's future is {serve_size} bytes"
+        );
+        let permit = Arc::new(tokio::sync::Semaphore::new(1))
+            .try_acquire_owned()
+            .unwrap();
+        let relaying = Relaying {
+            tracker: crate::track::Tracker::new(shared.clone(), ListenerKind::Transparent, addr),
+            shared,
+            record: Box::default(),
+            client: TcpStream::connect(addr).await.unwrap(),
+            upstream,
+            first: Vec::new(),
+            recheck: Recheck {
+                source: addr.ip(),
+                dest: addr,
+                name: None,
+                by_name: false,
+            },
+            permit,
+        };
+        let size = std::mem::size_of_val(&relaying.run());
+        eprintln!(
+            "serve {serve_size} relay task {size} sleep {} relaying {} tcpstream {} tracker {} recheck {}",
+            std::mem::size_of::<tokio::time::Sleep>(),
+            std::mem::size_of::<Relaying>(),
+            std::mem::size_of::<TcpStream>(),
+            std::mem::size_of::<Tracker>(),
+            std::mem::size_of::<Recheck>()
+        );
+        assert!(size <= 896, "the relay task's future is {size} bytes");
     }
 }

@@ -25,10 +25,10 @@ use tokio::time::Instant;
 
 use crate::sys;
 
-/// The most bytes one splice call moves (the default pipe capacity).
-const CHUNK: usize = 64 * 1024;
+/// The most bytes one splice call moves (a pipe's capacity, when enlarged).
+const CHUNK: usize = sys::PIPE_SIZE;
 /// Empty pipes kept for reuse at most.
-const POOL_CAP: usize = 1024;
+const POOL_CAP: usize = 256;
 
 /// Empty pipes between transfers: (read end, write end).
 static POOL: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
@@ -86,39 +86,47 @@ pub struct Counters {
 /// Relays until both directions finish, the relay idles out, or `stop`
 /// resolves. One hand-written future drives both directions (no waiter node
 /// per direction, one timer), so an idle relay costs a few hundred bytes.
-pub async fn relay(
-    client: &TcpStream,
-    upstream: &TcpStream,
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would store its arguments twice"
+)]
+pub fn relay<'a>(
+    client: &'a TcpStream,
+    upstream: &'a TcpStream,
     idle: Duration,
-    mut stop: Pin<&mut (dyn Future<Output = ()> + Send)>,
-    counters: &Counters,
-) -> RelayEnd {
-    let mut up = Direction::default();
-    let mut down = Direction::default();
-    let mut timer = std::pin::pin!(tokio::time::sleep(idle));
-    std::future::poll_fn(|cx| {
-        if stop.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(RelayEnd::Stopped);
-        }
-        let mut moved = false;
-        let a = up.poll(cx, client, upstream, &counters.up, &mut moved);
-        let b = down.poll(cx, upstream, client, &counters.down, &mut moved);
-        match (a, b) {
-            (Poll::Ready(Err(_)), _) | (_, Poll::Ready(Err(_))) => {
-                return Poll::Ready(RelayEnd::Error);
+    mut stop: Pin<&'a mut (dyn Future<Output = ()> + Send)>,
+    counters: &'a Counters,
+) -> impl Future<Output = RelayEnd> + Send + 'a {
+    // An async block (not an async fn) captures its inputs once: the future
+    // is what an idle connection costs, so every byte counts.
+    async move {
+        let mut up = Direction::default();
+        let mut down = Direction::default();
+        let mut timer = std::pin::pin!(tokio::time::sleep(idle));
+        std::future::poll_fn(|cx| {
+            if stop.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(RelayEnd::Stopped);
             }
-            (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(RelayEnd::Closed),
-            _ => {}
-        }
-        if moved {
-            timer.as_mut().reset(Instant::now() + idle);
-        }
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(RelayEnd::Idle),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
+            let mut moved = false;
+            let a = up.poll(cx, client, upstream, &counters.up, &mut moved);
+            let b = down.poll(cx, upstream, client, &counters.down, &mut moved);
+            match (a, b) {
+                (Poll::Ready(Err(_)), _) | (_, Poll::Ready(Err(_))) => {
+                    return Poll::Ready(RelayEnd::Error);
+                }
+                (Poll::Ready(Ok(())), Poll::Ready(Ok(()))) => return Poll::Ready(RelayEnd::Closed),
+                _ => {}
+            }
+            if moved {
+                timer.as_mut().reset(Instant::now() + idle);
+            }
+            match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(RelayEnd::Idle),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
 }
 
 // === impl RelayEnd ===

@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use crate::pipeline::{self, Intercepted, ListenerKind};
 use crate::shared::Shared;
@@ -68,18 +68,27 @@ pub async fn serve(shared: Arc<Shared>, bound: Bound, mut shutdown: watch::Recei
         };
         let shared = shared.clone();
         let kind = bound.kind;
-        tokio::spawn(async move {
-            dispatch(shared, kind, stream, peer).await;
-            drop(permit);
-        });
+        tokio::spawn(dispatch(shared, kind, stream, peer, permit));
     }
 }
 
-async fn dispatch(shared: Arc<Shared>, kind: ListenerKind, stream: TcpStream, peer: SocketAddr) {
+/// Serves one connection; `permit` is held until it is closed (for a relayed
+/// connection, by the relay's own task).
+async fn dispatch(
+    shared: Arc<Shared>,
+    kind: ListenerKind,
+    stream: TcpStream,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+) {
     let orig_dst = match kind {
         ListenerKind::Transparent => transparent::original_dst(&stream),
         ListenerKind::Tproxy => tproxy::original_dst(&stream),
-        ListenerKind::Connect => return connect::handle(shared, stream, peer).await,
+        ListenerKind::Connect => {
+            connect::handle(shared, stream, peer).await;
+            drop(permit);
+            return;
+        }
     };
     let conn = Intercepted {
         stream,
@@ -87,5 +96,5 @@ async fn dispatch(shared: Arc<Shared>, kind: ListenerKind, stream: TcpStream, pe
         orig_dst,
         listener: kind,
     };
-    pipeline::serve(shared, conn).await;
+    pipeline::serve(shared, conn, permit).await;
 }
