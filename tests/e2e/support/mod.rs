@@ -50,7 +50,9 @@ pub(crate) fn require_root() -> bool {
             panic!("CI=true and this e2e test needs root and `ip netns`: {why}")
         }
         Err(why) => {
-            eprintln!("e2e test not run here (needs root and `ip netns`; under CI=true it fails instead): {why}");
+            eprintln!(
+                "e2e test not run here (needs root and `ip netns`; under CI=true it fails instead): {why}"
+            );
             false
         }
     }
