@@ -130,12 +130,12 @@ fn a_policy_edit_applies_within_a_second_and_a_broken_one_is_refused() {
     if !support::require_root() {
         return;
     }
-    let topo = Topology::new().unwrap();
-    let ca = TestCa::new().unwrap();
-    topo.redirect(15001).unwrap();
-    let _server = TestServer::tls(&topo.server, 443, ca.server_config(NAMES).unwrap()).unwrap();
-    let proxy =
-        ProxyProc::start(&topo.gateway, &config(""), &[("np_1.json", ALLOW_ALLOWED)]).unwrap();
+    let TlsSetup {
+        topo,
+        ca,
+        proxy,
+        _server,
+    } = tls_setup(&config(""));
     assert!(!curl_ok(&topo, &ca, "denied.test"));
     let edited = ALLOW_ALLOWED.replace("[\"allowed.test\"]", "[\"allowed.test\",\"denied.test\"]");
     let written = Instant::now();
