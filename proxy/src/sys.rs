@@ -5,17 +5,18 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::fcntl::{OFlag, SpliceFFlags};
 use socket2::{Domain, SockRef, Socket, Type};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 /// The original destination of a connection redirected by iptables
-/// `REDIRECT` (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST).
-pub fn original_dst(stream: &TcpStream) -> io::Result<SocketAddr> {
+/// `REDIRECT` (SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST). `peer` (from
+/// accept) gives the socket's family, saving a `getsockname`.
+pub fn original_dst(stream: &TcpStream, peer: SocketAddr) -> io::Result<SocketAddr> {
     let sock = SockRef::from(stream);
-    let addr = match stream.local_addr()? {
+    let addr = match peer {
         SocketAddr::V4(_) => sock.original_dst_v4()?,
         SocketAddr::V6(_) => sock.original_dst_v6()?,
     };
@@ -93,4 +94,15 @@ pub fn splice(from: impl AsFd, to: impl AsFd, len: usize) -> io::Result<usize> {
         SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK,
     )
     .map_err(io::Error::from)
+}
+
+/// One non-blocking `recv(2)` into `buf`.
+pub fn recv(from: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    nix::sys::socket::recv(from.as_raw_fd(), buf, nix::sys::socket::MsgFlags::empty())
+        .map_err(io::Error::from)
+}
+
+/// One `write(2)` of `buf` to `to` (a pipe).
+pub fn write(to: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    nix::unistd::write(to, buf).map_err(io::Error::from)
 }

@@ -1,12 +1,19 @@
-//! Relaying an allowed connection both ways with splice(2): bytes move from
-//! socket to pipe to socket inside the kernel, never through user space, with
-//! no per-chunk allocation. A FIN from either side is passed on (half-close)
-//! and the other direction keeps flowing; the relay ends when both sides are
-//! done, on an error, when idle too long, or when told to stop.
+//! Relaying an allowed connection both ways. A FIN from either side is
+//! passed on (half-close) and the other direction keeps flowing; the relay
+//! ends when both sides are done, on an error, when idle too long, or when
+//! told to stop.
+//!
+//! Each direction starts in message mode: a burst is read into a buffer on
+//! the poll's stack and written straight on (two system calls; a short read
+//! means the socket is drained, so no third call to hear `EAGAIN`). Once a
+//! read fills the buffer the direction is carrying a stream and switches to
+//! splice(2) for good: bytes move socket → pipe → socket inside the kernel in
+//! chunks of up to a pipe's size, never through user space. No allocation
+//! per chunk either way.
 //!
 //! A pipe is taken from a shared pool only while a chunk is in flight and
-//! given back empty, so an idle relay holds no pipe (two descriptors per
-//! connection, not six).
+//! given back empty, so an idle relay holds no pipe and no buffer (two
+//! descriptors per connection, not six).
 
 use std::future::Future;
 use std::io;
@@ -29,6 +36,9 @@ use crate::sys;
 const CHUNK: usize = sys::PIPE_SIZE;
 /// Empty pipes kept for reuse at most.
 const POOL_CAP: usize = 256;
+/// The message-mode buffer (on the poll's stack, never held while idle); a
+/// read that fills it switches the direction to splice.
+const MESSAGE: usize = 16 * 1024;
 
 /// Empty pipes between transfers: (read end, write end).
 static POOL: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
@@ -108,8 +118,10 @@ pub fn relay<'a>(
                 return Poll::Ready(RelayEnd::Stopped);
             }
             let mut moved = false;
-            let a = up.poll(cx, client, upstream, &counters.up, &mut moved);
-            let b = down.poll(cx, upstream, client, &counters.down, &mut moved);
+            let done = down.done;
+            let a = up.poll(cx, client, upstream, &counters.up, &mut moved, done);
+            let done = up.done;
+            let b = down.poll(cx, upstream, client, &counters.down, &mut moved, done);
             match (a, b) {
                 (Poll::Ready(Err(_)), _) | (_, Poll::Ready(Err(_))) => {
                     return Poll::Ready(RelayEnd::Error);
@@ -162,6 +174,8 @@ struct Direction {
     pipe: Option<(OwnedFd, OwnedFd)>,
     pending: usize,
     done: bool,
+    /// Carrying a stream: splice from now on.
+    stream: bool,
 }
 
 impl Direction {
@@ -173,6 +187,7 @@ impl Direction {
         to: &TcpStream,
         bytes: &AtomicU64,
         moved: &mut bool,
+        other_done: bool,
     ) -> Poll<io::Result<()>> {
         loop {
             if self.done {
@@ -197,16 +212,22 @@ impl Direction {
                 continue;
             }
             ready!(from.poll_read_ready(cx))?;
+            if !self.stream {
+                // Round again: a drained socket's cleared readiness makes
+                // the next `poll_read_ready` register the waker.
+                self.message(from, to, bytes, moved, other_done)?;
+                continue;
+            }
             let (pipe_r, pipe_w) = match self.pipe.take() {
                 Some(pipe) => pipe,
                 None => take_pipe()?,
             };
+            // No short-read shortcut here: a splice also stops when the
+            // pipe runs out of slots, with bytes still queued.
             match from.try_io(Interest::READABLE, || sys::splice(from, &pipe_w, CHUNK)) {
                 Ok(0) => {
                     give_pipe((pipe_r, pipe_w));
-                    // Half-close: pass the FIN on; the other direction goes on.
-                    let _ = SockRef::from(to).shutdown(Shutdown::Write);
-                    self.done = true;
+                    self.finish(to, other_done);
                 }
                 Ok(n) => {
                     self.pending = n;
@@ -216,5 +237,172 @@ impl Direction {
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
+    }
+
+    /// One read into a stack buffer and its write onward. A short read
+    /// drained the socket: its readiness is cleared without another call.
+    fn message(
+        &mut self,
+        from: &TcpStream,
+        to: &TcpStream,
+        bytes: &AtomicU64,
+        moved: &mut bool,
+        other_done: bool,
+    ) -> io::Result<()> {
+        let mut buf = [0u8; MESSAGE];
+        let mut got = 0;
+        let read = from.try_io(Interest::READABLE, || {
+            got = sys::recv(from, &mut buf)?;
+            if got > 0 && got < MESSAGE {
+                // Drained: report WouldBlock so tokio clears the readiness
+                // (the bytes are in `got`).
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(got)
+        });
+        match read {
+            Ok(0) => {
+                self.finish(to, other_done);
+                return Ok(());
+            }
+            Ok(_) => self.stream = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let data = buf.get(..got).unwrap_or_default();
+        *moved = true;
+        let sent = match to.try_write(data) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => return Err(e),
+        };
+        bytes.fetch_add(sent as u64, Ordering::Relaxed);
+        if let Some(rest) = data.get(sent..).filter(|r| !r.is_empty()) {
+            // The peer is slow: park the rest in a pipe; the splice path
+            // writes it when `to` has room.
+            let (pipe_r, pipe_w) = take_pipe()?;
+            let parked = sys::write(&pipe_w, rest)?;
+            if parked != rest.len() {
+                return Err(io::Error::other("relay pipe too small"));
+            }
+            self.pending = parked;
+            self.pipe = Some((pipe_r, pipe_w));
+        }
+        Ok(())
+    }
+
+    /// EOF read: passes the FIN on. When the other direction is done too
+    /// the relay closes both sockets next and the close sends it (one call
+    /// fewer); otherwise a half-close, and the other direction goes on.
+    fn finish(&mut self, to: &TcpStream, other_done: bool) {
+        if !other_done {
+            let _ = SockRef::from(to).shutdown(Shutdown::Write);
+        }
+        self.done = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Two connected loopback pairs: (client end, proxy's client side) and
+    /// (proxy's upstream side, server end).
+    async fn pairs() -> ((TcpStream, TcpStream), (TcpStream, TcpStream)) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut ends = Vec::new();
+        for _ in 0..2 {
+            let near = TcpStream::connect(addr).await.unwrap();
+            let (far, _) = listener.accept().await.unwrap();
+            ends.push((near, far));
+        }
+        let second = ends.pop().unwrap();
+        let first = ends.pop().unwrap();
+        (first, second)
+    }
+
+    async fn run_relay(client: TcpStream, upstream: TcpStream) -> (RelayEnd, Relayed) {
+        let counters = Counters::default();
+        let stop = std::pin::pin!(std::future::pending::<()>());
+        let end = relay(&client, &upstream, Duration::from_secs(10), stop, &counters).await;
+        (end, counters.relayed())
+    }
+
+    #[tokio::test]
+    async fn messages_pass_both_ways_and_fins_close_the_relay() {
+        let ((mut user, client), (upstream, mut server)) = pairs().await;
+        let task = tokio::spawn(run_relay(client, upstream));
+        for round in 0..20u8 {
+            user.write_all(&[round; 100]).await.unwrap();
+            let mut got = [0u8; 100];
+            server.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, [round; 100]);
+            server.write_all(&[round; 300]).await.unwrap();
+            let mut back = [0u8; 300];
+            user.read_exact(&mut back).await.unwrap();
+            assert_eq!(back, [round; 300]);
+        }
+        user.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        assert_eq!(server.read_to_end(&mut rest).await.unwrap(), 0);
+        server.shutdown().await.unwrap();
+        assert_eq!(user.read_to_end(&mut rest).await.unwrap(), 0);
+        let (end, moved) = task.await.unwrap();
+        assert_eq!(end, RelayEnd::Closed);
+        assert_eq!(
+            moved,
+            Relayed {
+                up: 2000,
+                down: 6000
+            }
+        );
+    }
+
+    /// A stream larger than the message buffer, to a reader that stalls:
+    /// partial writes park bytes in a pipe, the direction switches to
+    /// splice, and every byte arrives in order.
+    #[tokio::test]
+    async fn a_stream_to_a_slow_reader_arrives_whole_and_in_order() {
+        let ((mut user, client), (upstream, mut server)) = pairs().await;
+        let task = tokio::spawn(run_relay(client, upstream));
+        let total: usize = 8 << 20;
+        let writer = tokio::spawn(async move {
+            let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+            let mut sent = 0;
+            while sent < total {
+                server.write_all(&block).await.unwrap();
+                sent += block.len();
+            }
+            server.shutdown().await.unwrap();
+            server
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut seen = 0usize;
+        let mut buf = vec![0u8; 7_000];
+        loop {
+            let n = user.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            for (i, b) in buf[..n].iter().enumerate() {
+                assert_eq!(
+                    *b,
+                    ((seen + i) % (64 * 1024) % 251) as u8,
+                    "byte {}",
+                    seen + i
+                );
+            }
+            seen += n;
+        }
+        assert_eq!(seen, total);
+        drop(user);
+        let _server = writer.await.unwrap();
+        let (_, moved) = task.await.unwrap();
+        assert_eq!(moved.down, total as u64);
     }
 }

@@ -82,7 +82,7 @@ async fn dispatch(
     permit: OwnedSemaphorePermit,
 ) {
     let orig_dst = match kind {
-        ListenerKind::Transparent => transparent::original_dst(&stream),
+        ListenerKind::Transparent => transparent::original_dst(&stream, peer),
         ListenerKind::Tproxy => tproxy::original_dst(&stream),
         ListenerKind::Connect => {
             connect::handle(shared, stream, peer).await;

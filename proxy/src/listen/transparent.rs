@@ -8,6 +8,6 @@ use tokio::net::TcpStream;
 use crate::sys;
 
 /// Where a redirected connection was going (`None`: no NAT entry).
-pub fn original_dst(stream: &TcpStream) -> Option<SocketAddr> {
-    sys::original_dst(stream).ok()
+pub fn original_dst(stream: &TcpStream, peer: SocketAddr) -> Option<SocketAddr> {
+    sys::original_dst(stream, peer).ok()
 }
