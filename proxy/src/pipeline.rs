@@ -84,16 +84,29 @@ pub async fn serve(shared: Arc<Shared>, conn: Intercepted, permit: OwnedSemaphor
     } = admitted;
     match Box::pin(dial(&shared, &recheck, by_name)).await {
         Ok(upstream) => {
+            // The bytes already read go upstream from this task, before the
+            // relay task is spawned: the hop to it is off the path of the
+            // server's first answer.
+            if !first.is_empty()
+                && Box::pin(first_bytes::write_all(&upstream, &first))
+                    .await
+                    .is_err()
+            {
+                let _ = crate::sys::set_reset_on_close(&client);
+                tracker.closed(record, Relayed::default(), None);
+                return;
+            }
             let relaying = Relaying {
                 shared,
                 tracker,
                 record,
                 client,
                 upstream,
-                first,
+                written: first.len() as u64,
                 recheck,
                 permit,
             };
+            drop(first);
             tokio::spawn(relaying.run());
         }
         Err(kind) => {
@@ -116,43 +129,31 @@ struct Relaying {
     record: Box<Record>,
     client: TcpStream,
     upstream: TcpStream,
-    first: Vec<u8>,
+    /// Bytes written upstream before the relay began.
+    written: u64,
     recheck: Recheck,
     /// Held until the relay ends (the connection cap and the drain count it).
     permit: OwnedSemaphorePermit,
 }
 
 impl Relaying {
-    /// Writes the bytes already read upstream, then relays until both sides
-    /// close, the relay idles out, or a policy change denies it.
+    /// Relays until both sides close, the relay idles out, or a policy
+    /// change denies it.
     #[expect(
         clippy::manual_async_fn,
         reason = "an async fn would store `self` twice"
     )]
-    fn run(mut self) -> impl std::future::Future<Output = ()> + Send {
+    fn run(self) -> impl std::future::Future<Output = ()> + Send {
         // An async block captures `self` once (an async fn would keep a
         // second copy): this future is what an idle connection costs.
         async move {
-            let first = std::mem::take(&mut self.first);
-            if !first.is_empty()
-                && Box::pin(first_bytes::write_all(&self.upstream, &first))
-                    .await
-                    .is_err()
-            {
-                let _ = crate::sys::set_reset_on_close(&self.client);
-                self.tracker.closed(self.record, Relayed::default(), None);
-                drop(self.permit);
-                return;
-            }
-            let written = first.len() as u64;
-            drop(first);
             let _ = self.client.set_nodelay(true);
             let counters = Counters::default();
             let idle = self.shared.config.limits.idle_timeout;
             let stop = std::pin::pin!(self.recheck.until_denied(&self.shared));
             let end = relay(&self.client, &self.upstream, idle, stop, &counters).await;
             let mut moved = counters.relayed();
-            moved.up += written;
+            moved.up += self.written;
             self.tracker.closed(self.record, moved, Some(end));
             // Named here so the async block owns it (a block captures only
             // the fields it mentions): the permit lives as long as the relay.
@@ -429,7 +430,7 @@ mod tests {
             record: Box::default(),
             client: TcpStream::connect(addr).await.unwrap(),
             upstream,
-            first: Vec::new(),
+            written: 0,
             recheck: Recheck {
                 source: addr.ip(),
                 dest: addr,
@@ -447,6 +448,6 @@ mod tests {
             std::mem::size_of::<Tracker>(),
             std::mem::size_of::<Recheck>()
         );
-        assert!(size <= 896, "the relay task's future is {size} bytes");
+        assert!(size <= 768, "the relay task's future is {size} bytes");
     }
 }
