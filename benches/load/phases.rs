@@ -26,7 +26,8 @@ pub(crate) fn server(port: u16) -> SocketAddr {
     Topology::server_addr(false, port)
 }
 
-fn cpu(path: &PathBed) -> anyhow::Result<Option<f64>> {
+/// The proxy's (user, system) CPU seconds so far (`None`: direct path).
+fn cpu(path: &PathBed) -> anyhow::Result<Option<(f64, f64)>> {
     path.pid().map(cpu_seconds).transpose()
 }
 
@@ -49,12 +50,15 @@ pub(crate) fn rate(bed: &Bed, path: &PathBed, opts: &Options) -> anyhow::Result<
             run.errors
         );
     }
-    let cpu_us_per_conn = before
-        .zip(after)
-        .map(|(b, a)| (a - b) * 1e6 / run.completed as f64);
+    let per_conn = |f: fn((f64, f64)) -> f64| {
+        before
+            .zip(after)
+            .map(|(b, a)| (f(a) - f(b)) * 1e6 / run.completed as f64)
+    };
     Ok(RateSample {
         conns_per_s: run.completed as f64 / run.elapsed.as_secs_f64(),
-        cpu_us_per_conn,
+        cpu_us_per_conn: per_conn(|(user, sys)| user + sys),
+        sys_us_per_conn: per_conn(|(_, sys)| sys),
         completed: run.completed,
         errors: run.errors,
     })
@@ -92,7 +96,7 @@ pub(crate) fn bulk(path: &PathBed, opts: &Options) -> anyhow::Result<BulkSample>
     let gb = bytes as f64 / 1e9;
     Ok(BulkSample {
         gbit_per_s: gb * 8.0 / took.as_secs_f64(),
-        cpu_s_per_gb: before.zip(after).map(|(b, a)| (a - b) / gb),
+        cpu_s_per_gb: before.zip(after).map(|(b, a)| (a.0 + a.1 - b.0 - b.1) / gb),
         bytes,
     })
 }

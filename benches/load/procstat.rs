@@ -1,7 +1,7 @@
 //! What the harness reads about a proxy process from `/proc`, and the one
 //! limit it raises for itself.
 //!
-//! - [`cpu_seconds`]: user + system time of every thread, live or exited
+//! - [`cpu_seconds`]: user and system time of every thread, live or exited
 //!   (`/proc/PID/stat` fields 14 and 15, in USER_HZ = 100 ticks a second).
 //! - [`rss_bytes`]: resident set size (`VmRSS` in `/proc/PID/status`).
 //! - [`fd_count`], [`fd_limit`]: open descriptors (`/proc/PID/fd`) and the
@@ -10,7 +10,7 @@
 //!   e2e `ProxyProc` does not expose its child's pid; its config path is unique).
 //! - [`raise_fd_limit`]: RLIMIT_NOFILE for this process and the proxies it
 //!   starts (they inherit it). A relayed connection costs a proxy at least
-//!   two descriptors (egress-proxy: six, its two splice pipes included), so
+//!   two descriptors (egress-proxy holds no pipe while idle), so
 //!   10,000 need more than the 20,000 some sandboxes cap the hard limit at;
 //!   where the hard limit cannot be raised (no CAP_SYS_RESOURCE), the memory
 //!   phase reports how many each proxy actually held.
@@ -21,8 +21,8 @@ use nix::sys::resource::{Resource, getrlimit, setrlimit};
 /// Clock ticks per second in `/proc/PID/stat` (USER_HZ, 100 on Linux's ABIs).
 const USER_HZ: f64 = 100.0;
 
-/// CPU seconds `pid` has used so far, all threads.
-pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+/// CPU seconds `pid` has used so far, all threads: (user, system).
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<(f64, f64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .with_context(|| format!("reading /proc/{pid}/stat"))?;
     // The command name (field 2) may hold spaces and parentheses: split after
@@ -36,7 +36,7 @@ pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
         let field = fields.get(i).context("/proc/PID/stat is too short")?;
         Ok(field.parse()?)
     };
-    Ok((tick(11)? + tick(12)?) as f64 / USER_HZ)
+    Ok((tick(11)? as f64 / USER_HZ, tick(12)? as f64 / USER_HZ))
 }
 
 /// Resident set size of `pid` in bytes.

@@ -36,6 +36,10 @@ pub(crate) struct Target {
 pub(crate) struct Summary {
     pub(crate) rows: Vec<Row>,
     pub(crate) targets: Vec<Target>,
+    /// egress-proxy's kernel (system) CPU per connection over HAProxy's whole
+    /// CPU per connection: where egress-proxy would stand on the CPU target
+    /// if its own code cost nothing.
+    pub(crate) kernel_floor: Option<f64>,
 }
 
 const KINDS: [PathKind; 3] = [PathKind::Direct, PathKind::Egress, PathKind::Haproxy];
@@ -130,7 +134,14 @@ impl Summary {
                 " B",
             ),
         ];
-        Summary { rows, targets }
+        let kernel_floor = median("sys_us_per_conn", 1)
+            .zip(median("cpu_us_per_conn", 2))
+            .and_then(|(a, b)| ratio(a, b));
+        Summary {
+            rows,
+            targets,
+            kernel_floor,
+        }
     }
 
     /// The figures table and the targets, as text.
@@ -186,6 +197,12 @@ impl Summary {
                 t.name, measured, goal
             );
         }
+        if let Some(floor) = self.kernel_floor {
+            out += &format!(
+                "\nkernel floor: egress-proxy's system time alone is {floor:.2}x HAProxy's whole CPU per \
+                 connection\n(where it would stand on the CPU target if its own code cost nothing)\n"
+            );
+        }
         out
     }
 
@@ -214,7 +231,7 @@ impl Summary {
                 })
             })
             .collect();
-        json!({ "figures": rows, "targets": targets })
+        json!({ "figures": rows, "targets": targets, "kernel_floor_vs_haproxy": self.kernel_floor })
     }
 }
 
@@ -290,6 +307,9 @@ fn rows(runs: &[PathRuns]) -> Vec<Row> {
         }),
         row("proxy CPU per conn (us)", "cpu_us_per_conn", 1, &|r| {
             r.rate.iter().filter_map(|s| s.cpu_us_per_conn).collect()
+        }),
+        row("  of which kernel (us)", "sys_us_per_conn", 1, &|r| {
+            r.rate.iter().filter_map(|s| s.sys_us_per_conn).collect()
         }),
         row("latency p50 (us)", "latency_p50_us", 0, &|r| {
             r.latency_percentile(50.0)

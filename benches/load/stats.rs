@@ -12,6 +12,9 @@ pub(crate) struct RateSample {
     pub(crate) conns_per_s: f64,
     /// The proxy's CPU time per completed connection (`None`: direct path).
     pub(crate) cpu_us_per_conn: Option<f64>,
+    /// The kernel's share of it (system time: system calls, the TCP/IP work
+    /// they trigger, softirqs run in the proxy's context).
+    pub(crate) sys_us_per_conn: Option<f64>,
     pub(crate) completed: usize,
     pub(crate) errors: usize,
 }
@@ -93,6 +96,7 @@ impl PathRuns {
             "rate": self.rate.iter().map(|r| json!({
                 "conns_per_s": r.conns_per_s,
                 "cpu_us_per_conn": r.cpu_us_per_conn,
+                "sys_us_per_conn": r.sys_us_per_conn,
                 "completed": r.completed,
                 "errors": r.errors,
             })).collect::<Vec<_>>(),
