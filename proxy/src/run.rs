@@ -127,6 +127,9 @@ async fn serve(loaded: Loaded) -> i32 {
         "ready"
     );
     wait_for_signal().await;
+    shared
+        .ready
+        .store(false, std::sync::atomic::Ordering::Release);
     tracing::info!("shutting down: draining open connections");
     let _ = stop_tx.send(true);
     for t in tasks {
