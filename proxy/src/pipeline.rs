@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::act::deny::{DenyAction, deny};
 use crate::act::relay::{Counters, RelayEnd, Relayed, relay};
-use crate::audit::Record;
+use crate::audit::Pending;
 use crate::config::{Dial, EchAction, TlsDeny};
 use crate::decide::{self, Outcome, Reason};
 use crate::detect::{Detected, Detection};
@@ -113,7 +113,7 @@ pub async fn serve(shared: Arc<Shared>, conn: Intercepted, permit: OwnedSemaphor
 struct Relaying {
     shared: Arc<Shared>,
     tracker: Tracker,
-    record: Box<Record>,
+    record: Pending,
     client: TcpStream,
     upstream: TcpStream,
     first: Vec<u8>,
@@ -163,7 +163,7 @@ impl Relaying {
 
 /// What the relay of an allowed connection starts from.
 struct Admitted {
-    record: Box<Record>,
+    record: Pending,
     first: Vec<u8>,
     recheck: Recheck,
     by_name: bool,
@@ -426,7 +426,7 @@ mod tests {
         let relaying = Relaying {
             tracker: crate::track::Tracker::new(shared.clone(), ListenerKind::Transparent, addr),
             shared,
-            record: Box::default(),
+            record: Pending::default(),
             client: TcpStream::connect(addr).await.unwrap(),
             upstream,
             first: Vec::new(),
@@ -440,12 +440,13 @@ mod tests {
         };
         let size = std::mem::size_of_val(&relaying.run());
         eprintln!(
-            "serve {serve_size} relay task {size} sleep {} relaying {} tcpstream {} tracker {} recheck {}",
+            "serve {serve_size} relay task {size} sleep {} relaying {} tcpstream {} tracker {} recheck {} pending {}",
             std::mem::size_of::<tokio::time::Sleep>(),
             std::mem::size_of::<Relaying>(),
             std::mem::size_of::<TcpStream>(),
             std::mem::size_of::<Tracker>(),
-            std::mem::size_of::<Recheck>()
+            std::mem::size_of::<Recheck>(),
+            std::mem::size_of::<Pending>()
         );
         assert!(size <= 896, "the relay task's future is {size} bytes");
     }

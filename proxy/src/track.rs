@@ -1,13 +1,13 @@
 //! Per-connection bookkeeping shared by every listener: the active-connection
-//! gauge, the decision's log line and counter, and the audit record that is
-//! built at the decision and written at close.
+//! gauge, the decision's log line and counter, and the audit record whose
+//! decision part is serialized at the decision and written at close.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::act::relay::{RelayEnd, Relayed};
-use crate::audit::Record;
+use crate::audit::{Closed, Decided, Pending};
 use crate::config::Mode;
 use crate::decide::Outcome;
 use crate::detect::Detected;
@@ -58,7 +58,7 @@ impl Tracker {
         protocol: &'static str,
         name: Option<&str>,
         outcome: &Outcome<'_>,
-    ) -> Box<Record> {
+    ) -> Pending {
         let listener = self.listener.as_str();
         let verdict = outcome.verdict.as_str();
         let reason = outcome.reason.as_str();
@@ -67,55 +67,54 @@ impl Tracker {
             .connections
             .with_label_values(&[listener, protocol, verdict, reason])
             .inc();
-        let dest = dest.map(|d| d.to_string());
-        let rule = outcome.rule().to_string();
         tracing::info!(
             listener,
             source = %self.peer,
-            dest = dest.as_deref().unwrap_or("-"),
+            dest = dest.map(|d| d.to_string()).as_deref().unwrap_or("-"),
             name = name.unwrap_or("-"),
             devbox = outcome.devbox(),
             policy = outcome.policy_id(),
             verdict,
             reason = outcome.reason.detail(),
-            rule = %rule,
+            rule = %outcome.rule(),
             "decision"
         );
         let decision = outcome.policy;
-        // Boxed: a relay keeps it until close, and a small task is what an
-        // idle connection costs.
-        Box::new(Record {
+        // Serialized now, once: a relay keeps it until close, and what a
+        // relay keeps is what an idle connection costs.
+        Pending::new(&Decided {
             time_ms: self.time_ms,
-            source: self.peer.to_string(),
-            devbox: decision.and_then(|d| d.devbox).map(str::to_owned),
-            account: decision.and_then(|d| d.account).map(str::to_owned),
+            source: self.peer,
+            devbox: decision.and_then(|d| d.devbox),
+            account: decision.and_then(|d| d.account),
             dest,
-            name: name.map(str::to_owned),
-            protocol: protocol.to_owned(),
-            listener: listener.to_owned(),
-            verdict: verdict.to_owned(),
-            reason: reason.to_owned(),
-            detail: outcome.reason.detail().to_owned(),
-            policy: decision.and_then(|d| d.policy_id).map(str::to_owned),
-            rule,
+            name,
+            protocol,
+            listener,
+            verdict,
+            reason,
+            detail: outcome.reason.detail(),
+            policy: decision.and_then(|d| d.policy_id),
+            rule: outcome.rule(),
             mode: match self.shared.config.mode {
-                Mode::Enforce => "enforce".to_owned(),
-                Mode::Report => "report".to_owned(),
+                Mode::Enforce => "enforce",
+                Mode::Report => "report",
             },
-            ..Record::default()
         })
     }
 
-    /// Completes and writes the audit record at close.
-    pub fn closed(&self, mut record: Box<Record>, moved: Relayed, end: Option<RelayEnd>) {
+    /// Completes the audit record at close and queues it for writing.
+    pub fn closed(&self, pending: Pending, moved: Relayed, end: Option<RelayEnd>) {
         let bytes = &self.shared.metrics.bytes;
         bytes.with_label_values(&["up"]).inc_by(moved.up);
         bytes.with_label_values(&["down"]).inc_by(moved.down);
-        record.bytes_up = moved.up;
-        record.bytes_down = moved.down;
-        record.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        record.end = end.map(|e| e.as_str().to_owned());
-        self.shared.audit.record(*record);
+        self.shared.audit.record(Closed {
+            pending,
+            bytes_up: moved.up,
+            bytes_down: moved.down,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            end: end.map(RelayEnd::as_str),
+        });
     }
 }
 
