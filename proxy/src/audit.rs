@@ -4,8 +4,11 @@
 //! writer completes it with bytes, duration and how it ended at close.
 //!
 //! Writing never blocks the data path: records go through a bounded queue to
-//! a writer thread; what overflows is counted, never waited for. The file is
-//! reopened on request (SIGHUP), for rotation.
+//! a writer thread; what overflows is counted, never waited for. The writer
+//! is woken by the first record after a quiet spell, lets more gather for a
+//! few milliseconds (senders do not wake it meanwhile), then writes them all
+//! and flushes once. The file is reopened on request (SIGHUP), for rotation;
+//! [`AuditLog::finish`] writes out what is queued (at shutdown).
 
 use std::cell::RefCell;
 use std::fmt::Display;
@@ -13,13 +16,15 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::Thread;
+use std::time::{Duration, Instant};
 
 use policy_matcher::Rule;
 use prometheus::IntCounter;
 use serde::{Deserialize, Serialize, Serializer};
-use tokio::sync::mpsc;
+use tokio::sync::mpsc::{self, error::TrySendError};
 
 /// One connection, as an audit line reads back (`audit suggest`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,12 +128,46 @@ pub struct Closed {
     pub end: Option<&'static str>,
 }
 
+/// How long the writer lets records gather after the first one of a batch.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// How often [`AuditLog::finish`] nudges the writer while it waits.
+const NUDGE: Duration = Duration::from_millis(10);
+
 /// The sending side, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Closed>,
+    // tokio's bounded channel: a send pushes onto a block list and wakes the
+    // receiver only when it is blocked waiting (once per batch here), with
+    // no system call otherwise; its blocks are allocated as the queue fills
+    // (std's `sync_channel` would allocate all of `audit.queue` up front).
+    tx: mpsc::Sender<Msg>,
     dropped: IntCounter,
-    reopen: Arc<AtomicBool>,
+    control: Arc<Control>,
+    /// The writer thread, to cut its gathering pause short.
+    writer: Thread,
+}
+
+/// What goes through the queue.
+#[derive(Debug)]
+enum Msg {
+    /// A line to write.
+    Line(Closed),
+    /// Wakes a writer blocked on an empty queue ([`AuditLog::finish`]).
+    Wake,
+}
+
+/// What the senders and the writer share besides the queue.
+#[derive(Debug, Default)]
+struct Control {
+    /// Reopen the file before the next write.
+    reopen: AtomicBool,
+    /// Flush requests made ([`AuditLog::finish`]): a count.
+    requested: AtomicU64,
+    /// The last request whose records are written and flushed.
+    done: Mutex<u64>,
+    /// Signalled when `done` moves.
+    moved: Condvar,
 }
 
 // === impl AuditLog ===
@@ -137,29 +176,78 @@ impl AuditLog {
     /// Starts the writer thread for `path` (standard output when `None`).
     pub fn start(path: Option<PathBuf>, queue: usize, dropped: IntCounter) -> io::Result<Self> {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let reopen = Arc::new(AtomicBool::new(false));
+        let control = Arc::new(Control::default());
         let sink = Sink::open(path)?;
-        let flag = reopen.clone();
-        std::thread::Builder::new()
+        let shared = control.clone();
+        let writer = std::thread::Builder::new()
             .name("audit-writer".into())
-            .spawn(move || write_loop(rx, sink, &flag))?;
+            .spawn(move || write_loop(rx, sink, &shared))?;
         Ok(Self {
             tx,
             dropped,
-            reopen,
+            control,
+            writer: writer.thread().clone(),
         })
     }
 
-    /// Queues `closed`; counts it as dropped when the queue is full.
+    /// Queues `closed`; counts it as dropped when the queue is full. Never
+    /// blocks; wakes the writer only when it is idle.
     pub fn record(&self, closed: Closed) {
-        if self.tx.try_send(closed).is_err() {
+        if self.tx.try_send(Msg::Line(closed)).is_err() {
             self.dropped.inc();
         }
     }
 
     /// Reopens the file before the next write (log rotation).
     pub fn reopen(&self) {
-        self.reopen.store(true, Ordering::Relaxed);
+        self.control.reopen.store(true, Ordering::Relaxed);
+    }
+
+    /// Has every record queued before the call written and flushed, waiting
+    /// up to `timeout`; whether that happened. Blocks the calling thread.
+    pub fn finish(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now().checked_add(timeout);
+        let want = self.control.requested.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut done = self
+            .control
+            .done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        loop {
+            if *done >= want {
+                return true;
+            }
+            let now = Instant::now();
+            let left = deadline.map_or(NUDGE, |d| d.saturating_duration_since(now));
+            if left.is_zero() {
+                return false;
+            }
+            // A writer blocked on an empty queue needs a message; a gathering
+            // one, its pause cut short. Repeated: the queue may be full now
+            // and drained (the writer blocked) by the next nudge.
+            if let Err(TrySendError::Closed(_)) = self.tx.try_send(Msg::Wake) {
+                return false;
+            }
+            self.writer.unpark();
+            done = self
+                .control
+                .moved
+                .wait_timeout(done, NUDGE.min(left))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+}
+
+// === impl Control ===
+
+impl Control {
+    /// Records that flush request `request` (and those before) are done.
+    fn finished(&self, request: u64) {
+        let mut done = self.done.lock().unwrap_or_else(PoisonError::into_inner);
+        *done = (*done).max(request);
+        drop(done);
+        self.moved.notify_all();
     }
 }
 
@@ -222,6 +310,9 @@ fn display_opt<T: Display, S: Serializer>(value: &Option<T>, s: S) -> Result<S::
     }
 }
 
+/// The writer's buffer: a batch of a few hundred lines in one write.
+const BUFFER: usize = 64 * 1024;
+
 enum Sink {
     File(PathBuf, BufWriter<File>),
     Stdout(BufWriter<io::Stdout>),
@@ -232,9 +323,9 @@ impl Sink {
         Ok(match path {
             Some(path) => {
                 let file = OpenOptions::new().create(true).append(true).open(&path)?;
-                Self::File(path, BufWriter::new(file))
+                Self::File(path, BufWriter::with_capacity(BUFFER, file))
             }
-            None => Self::Stdout(BufWriter::new(io::stdout())),
+            None => Self::Stdout(BufWriter::with_capacity(BUFFER, io::stdout())),
         })
     }
 
@@ -249,7 +340,7 @@ impl Sink {
         if let Self::File(path, w) = self {
             let _ = w.flush();
             match OpenOptions::new().create(true).append(true).open(&*path) {
-                Ok(file) => *w = BufWriter::new(file),
+                Ok(file) => *w = BufWriter::with_capacity(BUFFER, file),
                 Err(e) => {
                     tracing::error!(path = %path.display(), error = %e, "cannot reopen the audit log")
                 }
@@ -258,25 +349,44 @@ impl Sink {
     }
 }
 
-fn write_loop(mut rx: mpsc::Receiver<Closed>, mut sink: Sink, reopen: &AtomicBool) {
-    while let Some(record) = rx.blocking_recv() {
-        if reopen.swap(false, Ordering::Relaxed) {
+/// Blocks for a record, writes it, lets more gather for [`GATHER`], writes
+/// everything queued, flushes; until every sender is gone.
+fn write_loop(mut rx: mpsc::Receiver<Msg>, mut sink: Sink, control: &Control) {
+    let mut flushed = 0;
+    while let Some(first) = rx.blocking_recv() {
+        if control.reopen.swap(false, Ordering::Relaxed) {
             sink.reopen();
         }
-        write_one(&mut sink, &record);
+        write_one(&mut sink, &first);
+        drop(first);
+        if control.requested.load(Ordering::Acquire) == flushed {
+            std::thread::park_timeout(GATHER);
+        }
+        // Read before draining: what was queued before the request is then
+        // written by this batch.
+        let requested = control.requested.load(Ordering::Acquire);
+        if control.reopen.swap(false, Ordering::Relaxed) {
+            sink.reopen();
+        }
         while let Ok(more) = rx.try_recv() {
             write_one(&mut sink, &more);
         }
         let _ = sink.writer().flush();
+        if requested != flushed {
+            flushed = requested;
+            control.finished(requested);
+        }
     }
 }
 
-/// Writes `closed`'s line: its head, then what the close adds.
-fn write_one(sink: &mut Sink, closed: &Closed) {
-    if closed.pending.0.is_empty() {
-        return;
+/// Writes a line (its head, then what the close adds); skips a wake.
+fn write_one(sink: &mut Sink, msg: &Msg) {
+    match msg {
+        Msg::Line(closed) if !closed.pending.0.is_empty() => {
+            let _ = write_line(sink.writer(), closed);
+        }
+        Msg::Line(_) | Msg::Wake => {}
     }
-    let _ = write_line(sink.writer(), closed);
 }
 
 fn write_line(w: &mut dyn Write, closed: &Closed) -> io::Result<()> {
@@ -405,6 +515,93 @@ mod tests {
             format!("{}\n", serde_json::to_string(&expected).unwrap())
         );
         assert_eq!(serde_json::from_str::<Record>(&text).unwrap(), expected);
+    }
+
+    fn closed(name: &str) -> Closed {
+        Closed {
+            pending: Pending::new(&Decided {
+                time_ms: 1,
+                source: "10.0.0.1:1".parse().unwrap(),
+                devbox: None,
+                account: None,
+                dest: None,
+                name: Some(name),
+                protocol: "none",
+                listener: "transparent",
+                verdict: "allow",
+                reason: "cidr",
+                detail: "cidr",
+                policy: None,
+                rule: Rule::None,
+                mode: "enforce",
+            }),
+            bytes_up: 1,
+            bytes_down: 2,
+            duration_ms: 3,
+            end: Some("closed"),
+        }
+    }
+
+    fn names(path: &std::path::Path) -> Vec<String> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str::<Record>(l).unwrap().name.unwrap())
+            .collect()
+    }
+
+    fn counter() -> IntCounter {
+        IntCounter::new("dropped", "dropped").unwrap()
+    }
+
+    #[test]
+    fn finish_writes_out_everything_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::start(Some(path.clone()), 4096, counter()).unwrap();
+        assert!(log.finish(Duration::from_secs(5)), "an idle writer");
+        let sent: Vec<String> = (0..1000).map(|i| format!("n{i}.test")).collect();
+        for name in &sent {
+            log.record(closed(name));
+        }
+        assert!(log.finish(Duration::from_secs(5)));
+        assert_eq!(names(&path), sent);
+        log.record(closed("last.test"));
+        assert!(log.finish(Duration::from_secs(5)));
+        assert_eq!(names(&path).len(), 1001);
+    }
+
+    /// While the writer gathers a batch, senders do not wake it: a full
+    /// queue overflows (counted) rather than blocking or being drained.
+    #[test]
+    fn records_gather_and_overflow_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let dropped = counter();
+        let log = AuditLog::start(Some(path.clone()), 1, dropped.clone()).unwrap();
+        for i in 0..3 {
+            log.record(closed(&format!("n{i}.test")));
+        }
+        assert!(log.finish(Duration::from_secs(5)));
+        let written = names(&path).len();
+        assert!(dropped.get() >= 1, "dropped {}", dropped.get());
+        assert_eq!(written as u64 + dropped.get(), 3);
+    }
+
+    #[test]
+    fn reopen_starts_a_new_file_for_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let log = AuditLog::start(Some(path.clone()), 16, counter()).unwrap();
+        log.record(closed("before.test"));
+        assert!(log.finish(Duration::from_secs(5)));
+        let rotated = dir.path().join("audit.log.1");
+        std::fs::rename(&path, &rotated).unwrap();
+        log.reopen();
+        log.record(closed("after.test"));
+        assert!(log.finish(Duration::from_secs(5)));
+        assert_eq!(names(&rotated), ["before.test"]);
+        assert_eq!(names(&path), ["after.test"]);
     }
 
     #[test]

@@ -137,3 +137,90 @@ pub fn protocol_of(detected: Option<&Detected>) -> &'static str {
         None => "none",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::audit::{AuditLog, Record};
+
+    const CONFIG: &str = r#"
+[[policies]]
+id = "np_31Hx3kzV0aB7cD9eF2gH4"
+name = "p"
+egress = { allowed_hostnames = ["*.npmjs.org"] }
+
+[[devboxes]]
+id = "dbx_31Hx3kzV0aB7cD9eF2gH4"
+account = "acct_31Hx3kzV0aB7cD9eF2gH4"
+addresses = ["10.77.1.2"]
+network_policy_id = "np_31Hx3kzV0aB7cD9eF2gH4"
+"#;
+
+    /// What a relayed connection keeps between decision and close, and the
+    /// line written at close.
+    #[tokio::test]
+    async fn a_decided_connection_keeps_one_string_and_writes_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let loaded = crate::config::load_str(CONFIG, "t", dir.path()).unwrap();
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let audit = AuditLog::start(Some(path.clone()), 16, metrics.audit_dropped.clone()).unwrap();
+        let shared = Arc::new(Shared::new(
+            loaded.config,
+            loaded.state,
+            vec![],
+            metrics,
+            audit,
+        ));
+        let peer: SocketAddr = "10.77.1.2:51234".parse().unwrap();
+        let dest: SocketAddr = "104.16.2.35:443".parse().unwrap();
+        let name = "registry.npmjs.org";
+        let state = shared.state.load_full();
+        let query = policy_matcher::Query {
+            source: peer.ip(),
+            dest,
+            name: Some(name),
+        };
+        let outcome = crate::decide::by_policy(&state, &shared.config, &query);
+        let tracker = Tracker::new(shared.clone(), ListenerKind::Transparent, peer);
+        let pending = tracker.decided(Some(dest), "tls", Some(name), &outcome);
+        eprintln!(
+            "kept: {} bytes inline + one {}-byte string",
+            std::mem::size_of_val(&pending),
+            pending.as_str().len()
+        );
+        assert_eq!(std::mem::size_of_val(&pending), 16);
+        let moved = Relayed {
+            up: 517,
+            down: 4096,
+        };
+        tracker.closed(pending, moved, Some(RelayEnd::Idle));
+        assert!(shared.audit.finish(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let record: Record = serde_json::from_str(text.trim_end()).unwrap();
+        let expected = Record {
+            time_ms: tracker.time_ms,
+            source: "10.77.1.2:51234".into(),
+            devbox: Some("dbx_31Hx3kzV0aB7cD9eF2gH4".into()),
+            account: Some("acct_31Hx3kzV0aB7cD9eF2gH4".into()),
+            dest: Some("104.16.2.35:443".into()),
+            name: Some(name.into()),
+            protocol: "tls".into(),
+            listener: "transparent".into(),
+            verdict: "allow".into(),
+            reason: "hostname".into(),
+            detail: "hostname".into(),
+            policy: Some("np_31Hx3kzV0aB7cD9eF2gH4".into()),
+            rule: "hostname:*.npmjs.org".into(),
+            mode: "enforce".into(),
+            bytes_up: 517,
+            bytes_down: 4096,
+            duration_ms: record.duration_ms,
+            end: Some("idle".into()),
+        };
+        assert_eq!(record, expected);
+        assert_eq!(text.lines().count(), 1);
+    }
+}
