@@ -56,6 +56,18 @@ pub struct Intercepted {
 // === impl ListenerKind ===
 
 impl ListenerKind {
+    /// How many kinds there are ([`ListenerKind::index`] is below).
+    pub const COUNT: usize = 3;
+
+    /// A dense index, for tables by listener (metric handles).
+    pub fn index(self) -> usize {
+        match self {
+            Self::Transparent => 0,
+            Self::Tproxy => 1,
+            Self::Connect => 2,
+        }
+    }
+
     /// A stable label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -222,11 +234,7 @@ async fn admit(
     };
     let protocol = protocol_of(detected.as_ref());
     let seconds = tracker.elapsed().as_secs_f64();
-    shared
-        .metrics
-        .detection_seconds
-        .with_label_values(&[protocol])
-        .observe(seconds);
+    shared.metrics.detected(protocol, seconds);
     let outcome = match at_accept {
         Some(denied) => denied,
         None => decide_first(&state, shared, &first, source, dest),

@@ -29,11 +29,7 @@ pub struct Tracker {
 impl Tracker {
     /// Starts tracking a connection accepted now.
     pub fn new(shared: Arc<Shared>, listener: ListenerKind, peer: SocketAddr) -> Self {
-        shared
-            .metrics
-            .active
-            .with_label_values(&[listener.as_str()])
-            .inc();
+        shared.metrics.active(listener).inc();
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -64,9 +60,7 @@ impl Tracker {
         let reason = outcome.reason.as_str();
         self.shared
             .metrics
-            .connections
-            .with_label_values(&[listener, protocol, verdict, reason])
-            .inc();
+            .connection(self.listener, protocol, outcome.verdict, outcome.reason);
         tracing::info!(
             listener,
             source = %self.peer,
@@ -105,9 +99,7 @@ impl Tracker {
 
     /// Completes the audit record at close and queues it for writing.
     pub fn closed(&self, pending: Pending, moved: Relayed, end: Option<RelayEnd>) {
-        let bytes = &self.shared.metrics.bytes;
-        bytes.with_label_values(&["up"]).inc_by(moved.up);
-        bytes.with_label_values(&["down"]).inc_by(moved.down);
+        self.shared.metrics.relayed(moved.up, moved.down);
         self.shared.audit.record(Closed {
             pending,
             bytes_up: moved.up,
@@ -120,11 +112,7 @@ impl Tracker {
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        self.shared
-            .metrics
-            .active
-            .with_label_values(&[self.listener.as_str()])
-            .dec();
+        self.shared.metrics.active(self.listener).dec();
     }
 }
 
