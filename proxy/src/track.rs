@@ -1,6 +1,7 @@
 //! Per-connection bookkeeping shared by every listener: the active-connection
-//! gauge, the decision's log line and counter, and the audit record whose
-//! decision part is serialized at the decision and written at close.
+//! gauge, the decision's counter and log line (info for denials, debug for
+//! allowed connections), and the audit record whose decision part is
+//! serialized at the decision and written at close.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::act::relay::{RelayEnd, Relayed};
 use crate::audit::{Closed, Decided, Pending};
 use crate::config::Mode;
-use crate::decide::Outcome;
+use crate::decide::{Outcome, Verdict};
 use crate::detect::Detected;
 use crate::pipeline::ListenerKind;
 use crate::shared::Shared;
@@ -61,18 +62,30 @@ impl Tracker {
         self.shared
             .metrics
             .connection(self.listener, protocol, outcome.verdict, outcome.reason);
-        tracing::info!(
-            listener,
-            source = %self.peer,
-            dest = dest.map(|d| d.to_string()).as_deref().unwrap_or("-"),
-            name = name.unwrap_or("-"),
-            devbox = outcome.devbox(),
-            policy = outcome.policy_id(),
-            verdict,
-            reason = outcome.reason.detail(),
-            rule = %outcome.rule(),
-            "decision"
-        );
+        // Every connection is in the audit log; the log line is for denials
+        // (and would-be denials), allowed ones only at debug.
+        macro_rules! decision {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    listener,
+                    source = %self.peer,
+                    dest = dest.map(|d| d.to_string()).as_deref().unwrap_or("-"),
+                    name = name.unwrap_or("-"),
+                    devbox = outcome.devbox(),
+                    policy = outcome.policy_id(),
+                    verdict,
+                    reason = outcome.reason.detail(),
+                    rule = %outcome.rule(),
+                    "decision"
+                )
+            };
+        }
+        if outcome.verdict == Verdict::Allow {
+            decision!(tracing::Level::DEBUG);
+        } else {
+            decision!(tracing::Level::INFO);
+        }
         let decision = outcome.policy;
         // Serialized now, once: a relay keeps it until close, and what a
         // relay keeps is what an idle connection costs.
@@ -146,22 +159,31 @@ addresses = ["10.77.1.2"]
 network_policy_id = "np_31Hx3kzV0aB7cD9eF2gH4"
 "#;
 
-    /// What a relayed connection keeps between decision and close, and the
-    /// line written at close.
-    #[tokio::test]
-    async fn a_decided_connection_keeps_one_string_and_writes_its_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let loaded = crate::config::load_str(CONFIG, "t", dir.path()).unwrap();
+    fn shared(audit_path: &std::path::Path) -> Arc<Shared> {
+        let loaded = crate::config::load_str(CONFIG, "t", std::path::Path::new(".")).unwrap();
         let metrics = crate::metrics::Metrics::new().unwrap();
-        let audit = AuditLog::start(Some(path.clone()), 16, metrics.audit_dropped.clone()).unwrap();
-        let shared = Arc::new(Shared::new(
+        let audit = AuditLog::start(
+            Some(audit_path.to_owned()),
+            16,
+            metrics.audit_dropped.clone(),
+        )
+        .unwrap();
+        Arc::new(Shared::new(
             loaded.config,
             loaded.state,
             vec![],
             metrics,
             audit,
-        ));
+        ))
+    }
+
+    /// What a relayed connection keeps between decision and close, and the
+    /// line written at close.
+    #[test]
+    fn a_decided_connection_keeps_one_string_and_writes_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let shared = shared(&path);
         let peer: SocketAddr = "10.77.1.2:51234".parse().unwrap();
         let dest: SocketAddr = "104.16.2.35:443".parse().unwrap();
         let name = "registry.npmjs.org";
@@ -210,5 +232,58 @@ network_policy_id = "np_31Hx3kzV0aB7cD9eF2gH4"
         };
         assert_eq!(record, expected);
         assert_eq!(text.lines().count(), 1);
+    }
+
+    /// A log writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// At info, the decision line is logged for denials only.
+    #[test]
+    fn the_decision_line_is_info_for_denials_and_debug_for_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(&dir.path().join("audit.log"));
+        let peer: SocketAddr = "10.77.1.2:51234".parse().unwrap();
+        let dest: SocketAddr = "104.16.2.35:443".parse().unwrap();
+        let state = shared.state.load_full();
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for name in ["registry.npmjs.org", "denied.test"] {
+                let query = policy_matcher::Query {
+                    source: peer.ip(),
+                    dest,
+                    name: Some(name),
+                };
+                let outcome = crate::decide::by_policy(&state, &shared.config, &query);
+                let tracker = Tracker::new(shared.clone(), ListenerKind::Transparent, peer);
+                let pending = tracker.decided(Some(dest), "tls", Some(name), &outcome);
+                tracker.closed(pending, Relayed::default(), None);
+            }
+        });
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logs.lines().count(), 1, "{logs}");
+        assert!(logs.contains(" INFO "), "{logs}");
+        assert!(logs.contains("decision"), "{logs}");
+        assert!(logs.contains("name=\"denied.test\""), "{logs}");
+        assert!(logs.contains("dest=\"104.16.2.35:443\""), "{logs}");
+        assert!(logs.contains("rule=-"), "{logs}");
+        assert!(!logs.contains("registry.npmjs.org"), "{logs}");
     }
 }
