@@ -115,6 +115,18 @@ pub fn refused<'c>(reason: Reason, policy: Option<Decision<'c>>) -> Outcome<'c> 
 // === impl Verdict ===
 
 impl Verdict {
+    /// How many verdicts there are ([`Verdict::index`] is below).
+    pub const COUNT: usize = 3;
+
+    /// A dense index, for tables by verdict (metric handles).
+    pub fn index(self) -> usize {
+        match self {
+            Self::Allow => 0,
+            Self::Deny => 1,
+            Self::WouldDeny => 2,
+        }
+    }
+
     /// `allow`, `deny` or `would_deny`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -128,6 +140,40 @@ impl Verdict {
 // === impl Reason ===
 
 impl Reason {
+    /// How many labels there are ([`Reason::index`] is below).
+    pub const COUNT: usize = 21;
+
+    /// A dense index of the label (the same for the same label), for tables
+    /// by reason (metric handles).
+    pub fn index(self) -> usize {
+        use policy_matcher::Reason as P;
+        match self {
+            Self::Policy(r) => match r {
+                P::UnknownSourceAllowed => 0,
+                P::UnknownSourceDenied => 1,
+                P::NoPolicy => 2,
+                P::PolicyNotFound => 3,
+                P::AllowAll => 4,
+                P::Hostname => 5,
+                P::Cidr => 6,
+                P::AgentGateway => 7,
+                P::McpGateway => 8,
+                P::Mirror => 9,
+                P::DevboxTunnel => 10,
+                P::NoMatch => 11,
+            },
+            Self::Malformed(_) => 12,
+            Self::DetectTimeout => 13,
+            Self::ClientClosed => 14,
+            Self::EchDenied => 15,
+            Self::PrivateUpstream => 16,
+            Self::Loop => 17,
+            Self::NoOriginalDst => 18,
+            Self::NameMismatch => 19,
+            Self::Overloaded => 20,
+        }
+    }
+
     /// A stable label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -174,5 +220,56 @@ impl Outcome<'_> {
     /// The rule that matched.
     pub fn rule(&self) -> Rule<'_> {
         self.policy.map_or(Rule::None, |d| d.rule)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The indices are dense and follow the labels exactly.
+    #[test]
+    fn indices_match_labels() {
+        use policy_matcher::Reason as P;
+        let mut reasons: Vec<Reason> = [
+            P::UnknownSourceAllowed,
+            P::UnknownSourceDenied,
+            P::NoPolicy,
+            P::PolicyNotFound,
+            P::AllowAll,
+            P::Hostname,
+            P::Cidr,
+            P::AgentGateway,
+            P::McpGateway,
+            P::Mirror,
+            P::DevboxTunnel,
+            P::NoMatch,
+        ]
+        .into_iter()
+        .map(Reason::Policy)
+        .collect();
+        reasons.extend([
+            Reason::Malformed(Malformed::TooLarge),
+            Reason::Malformed(Malformed::TlsRecordType),
+            Reason::DetectTimeout,
+            Reason::ClientClosed,
+            Reason::EchDenied,
+            Reason::PrivateUpstream,
+            Reason::Loop,
+            Reason::NoOriginalDst,
+            Reason::NameMismatch,
+            Reason::Overloaded,
+        ]);
+        let mut seen = vec![None; Reason::COUNT];
+        for r in reasons {
+            let slot = &mut seen[r.index()];
+            assert!(slot.is_none_or(|label| label == r.as_str()), "{r:?}");
+            *slot = Some(r.as_str());
+        }
+        assert!(seen.iter().all(Option::is_some), "{seen:?}");
+        let verdicts = [Verdict::Allow, Verdict::Deny, Verdict::WouldDeny];
+        let mut indices: Vec<usize> = verdicts.iter().map(|v| v.index()).collect();
+        indices.sort_unstable();
+        assert_eq!(indices, (0..Verdict::COUNT).collect::<Vec<_>>());
     }
 }

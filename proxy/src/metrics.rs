@@ -3,11 +3,31 @@
 //! All names are prefixed `egress_proxy_`; counters end in `_total`. Labels
 //! come only from closed sets (listener, protocol, verdict, reason, kind,
 //! direction, result): never a host name, an address or a devbox id.
+//!
+//! The series every connection touches (active, connections, bytes,
+//! detection time) are
+//! reached through handles kept by label index, so a connection hashes no
+//! label values; each is created on its first use, as `with_label_values`
+//! would, so what is exposed is unchanged.
+
+use std::sync::OnceLock;
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use crate::decide::{Reason, Verdict};
+use crate::pipeline::ListenerKind;
+
+/// The `protocol` labels of `connections_total` with kept handles:
+/// [`crate::track::protocol_of`]'s and the explicit proxy's `connect`
+/// (another label still counts, through `with_label_values`).
+const PROTOCOLS: [&str; 5] = ["tls", "http", "unknown", "none", "connect"];
+
+/// Handles in `connections_total`'s table: listener × protocol × verdict × reason.
+const CONNECTION_HANDLES: usize =
+    ListenerKind::COUNT * PROTOCOLS.len() * Verdict::COUNT * Reason::COUNT;
 
 /// The metric families.
 #[derive(Debug, Clone)]
@@ -39,6 +59,22 @@ pub struct Metrics {
     pub audit_dropped: IntCounter,
     /// Open connections a policy change would deny, by action (`closed`, `kept`).
     pub policy_change: IntCounterVec,
+    handles: Handles,
+}
+
+/// Handles of the per-connection series, each set on first use.
+#[derive(Debug, Clone)]
+struct Handles {
+    /// `connections_active`, by [`ListenerKind::index`].
+    active: [OnceLock<IntGauge>; ListenerKind::COUNT],
+    /// `relayed_bytes_total{direction="up"}`.
+    bytes_up: OnceLock<IntCounter>,
+    /// `relayed_bytes_total{direction="down"}`.
+    bytes_down: OnceLock<IntCounter>,
+    /// `connections_total`, by [`connection_index`].
+    connections: Box<[OnceLock<IntCounter>]>,
+    /// `detection_duration_seconds`, by protocol (as in [`PROTOCOLS`]).
+    detection: [OnceLock<Histogram>; PROTOCOLS.len()],
 }
 
 /// A metric failed to register (a programming error caught at startup).
@@ -132,7 +168,74 @@ impl Metrics {
                 &["action"],
             )?,
             registry,
+            handles: Handles {
+                active: Default::default(),
+                bytes_up: OnceLock::new(),
+                bytes_down: OnceLock::new(),
+                connections: (0..CONNECTION_HANDLES).map(|_| OnceLock::new()).collect(),
+                detection: Default::default(),
+            },
         })
+    }
+
+    /// The open-connections gauge of `listener`.
+    pub fn active(&self, listener: ListenerKind) -> &IntGauge {
+        self.handles.active[listener.index()]
+            .get_or_init(|| self.active.with_label_values(&[listener.as_str()]))
+    }
+
+    /// Counts a decided connection in `connections_total`.
+    pub fn connection(
+        &self,
+        listener: ListenerKind,
+        protocol: &str,
+        verdict: Verdict,
+        reason: Reason,
+    ) {
+        let labels = [
+            listener.as_str(),
+            protocol,
+            verdict.as_str(),
+            reason.as_str(),
+        ];
+        let handle = connection_index(listener, protocol, verdict, reason)
+            .and_then(|i| self.handles.connections.get(i));
+        match handle {
+            Some(cell) => cell
+                .get_or_init(|| self.connections.with_label_values(&labels))
+                .inc(),
+            None => self.connections.with_label_values(&labels).inc(),
+        }
+    }
+
+    /// Records the time detection took, by the protocol detected.
+    pub fn detected(&self, protocol: &str, seconds: f64) {
+        let cell = PROTOCOLS
+            .iter()
+            .position(|p| *p == protocol)
+            .and_then(|i| self.handles.detection.get(i));
+        match cell {
+            Some(cell) => cell
+                .get_or_init(|| self.detection_seconds.with_label_values(&[protocol]))
+                .observe(seconds),
+            None => self
+                .detection_seconds
+                .with_label_values(&[protocol])
+                .observe(seconds),
+        }
+    }
+
+    /// Counts bytes relayed each way.
+    pub fn relayed(&self, up: u64, down: u64) {
+        let handles = &self.handles;
+        handles
+            .bytes_up
+            .get_or_init(|| self.bytes.with_label_values(&["up"]))
+            .inc_by(up);
+        handles
+            .bytes_down
+            .get_or_init(|| self.bytes.with_label_values(&["down"]))
+            .inc_by(down);
     }
 
     /// The text exposition of every family.
@@ -160,6 +263,18 @@ impl Metrics {
     }
 }
 
+/// Where a label combination's handle is kept (`None`: an unlisted protocol).
+fn connection_index(
+    listener: ListenerKind,
+    protocol: &str,
+    verdict: Verdict,
+    reason: Reason,
+) -> Option<usize> {
+    let protocol = PROTOCOLS.iter().position(|p| *p == protocol)?;
+    let row = listener.index() * PROTOCOLS.len() + protocol;
+    Some((row * Verdict::COUNT + verdict.index()) * Reason::COUNT + reason.index())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +290,100 @@ mod tests {
         let text = m.render();
         assert!(text.contains("egress_proxy_connections_total{listener=\"transparent\",protocol=\"tls\",reason=\"no_match\",verdict=\"deny\"} 1"), "{text}");
         assert!(text.contains("egress_proxy_relayed_bytes_total{direction=\"up\"} 3"));
+    }
+
+    /// The kept handles expose exactly what `with_label_values` did: a
+    /// series appears on first use, with the same labels and counts.
+    #[test]
+    fn handles_expose_what_label_lookups_did() {
+        let cached = Metrics::new().unwrap();
+        let looked_up = Metrics::new().unwrap();
+        let before = cached.render();
+        assert!(
+            !before.contains("egress_proxy_connections_total{"),
+            "{before}"
+        );
+        assert!(!before.contains("egress_proxy_connections_active{"));
+        assert!(!before.contains("egress_proxy_relayed_bytes_total{"));
+        let deny = Reason::Policy(policy_matcher::Reason::NoMatch);
+        let allow = Reason::Policy(policy_matcher::Reason::Hostname);
+        let cases = [
+            (ListenerKind::Transparent, "tls", Verdict::Deny, deny),
+            (ListenerKind::Transparent, "tls", Verdict::Deny, deny),
+            (ListenerKind::Connect, "connect", Verdict::Allow, allow),
+            (
+                ListenerKind::Tproxy,
+                "none",
+                Verdict::WouldDeny,
+                Reason::Loop,
+            ),
+            (
+                ListenerKind::Connect,
+                "other",
+                Verdict::Deny,
+                Reason::Overloaded,
+            ),
+        ];
+        for (listener, protocol, verdict, reason) in cases {
+            cached.connection(listener, protocol, verdict, reason);
+            looked_up
+                .connections
+                .with_label_values(&[
+                    listener.as_str(),
+                    protocol,
+                    verdict.as_str(),
+                    reason.as_str(),
+                ])
+                .inc();
+        }
+        cached.active(ListenerKind::Tproxy).inc();
+        cached.active(ListenerKind::Tproxy).inc();
+        cached.active(ListenerKind::Tproxy).dec();
+        looked_up.active.with_label_values(&["tproxy"]).set(1);
+        cached.detected("tls", 0.5);
+        cached.detected("tls", 0.25);
+        cached.detected("other", 1.0);
+        for (protocol, seconds) in [("tls", 0.5), ("tls", 0.25), ("other", 1.0)] {
+            looked_up
+                .detection_seconds
+                .with_label_values(&[protocol])
+                .observe(seconds);
+        }
+        cached.relayed(5, 0);
+        cached.relayed(2, 7);
+        looked_up.bytes.with_label_values(&["up"]).inc_by(7);
+        looked_up.bytes.with_label_values(&["down"]).inc_by(7);
+        let page = cached.render();
+        assert_eq!(page, looked_up.render());
+        assert!(page.contains("egress_proxy_connections_total{listener=\"transparent\",protocol=\"tls\",reason=\"no_match\",verdict=\"deny\"} 2"), "{page}");
+        assert!(!page.contains("listener=\"transparent\"}"), "{page}");
+    }
+
+    #[test]
+    fn every_label_combination_has_its_own_handle() {
+        let mut seen = std::collections::HashSet::new();
+        let listeners = [
+            ListenerKind::Transparent,
+            ListenerKind::Tproxy,
+            ListenerKind::Connect,
+        ];
+        let verdicts = [Verdict::Allow, Verdict::Deny, Verdict::WouldDeny];
+        let reasons = [
+            Reason::Policy(policy_matcher::Reason::UnknownSourceAllowed),
+            Reason::Policy(policy_matcher::Reason::NoMatch),
+            Reason::Loop,
+            Reason::Overloaded,
+        ];
+        for l in listeners {
+            for p in PROTOCOLS {
+                for v in verdicts {
+                    for r in reasons {
+                        let i = connection_index(l, p, v, r).unwrap();
+                        assert!(i < CONNECTION_HANDLES);
+                        assert!(seen.insert(i), "{l:?} {p} {v:?} {r:?}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -18,7 +18,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::act::deny::{DenyAction, deny};
 use crate::act::relay::{Counters, RelayEnd, Relayed, relay};
-use crate::audit::Record;
+use crate::audit::Pending;
 use crate::config::{Dial, EchAction, TlsDeny};
 use crate::decide::{self, Outcome, Reason};
 use crate::detect::{Detected, Detection};
@@ -56,6 +56,18 @@ pub struct Intercepted {
 // === impl ListenerKind ===
 
 impl ListenerKind {
+    /// How many kinds there are ([`ListenerKind::index`] is below).
+    pub const COUNT: usize = 3;
+
+    /// A dense index, for tables by listener (metric handles).
+    pub fn index(self) -> usize {
+        match self {
+            Self::Transparent => 0,
+            Self::Tproxy => 1,
+            Self::Connect => 2,
+        }
+    }
+
     /// A stable label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -126,7 +138,7 @@ pub async fn serve(shared: Arc<Shared>, conn: Intercepted, permit: OwnedSemaphor
 struct Relaying {
     shared: Arc<Shared>,
     tracker: Tracker,
-    record: Box<Record>,
+    record: Pending,
     client: TcpStream,
     upstream: TcpStream,
     /// Bytes written upstream before the relay began.
@@ -164,7 +176,7 @@ impl Relaying {
 
 /// What the relay of an allowed connection starts from.
 struct Admitted {
-    record: Box<Record>,
+    record: Pending,
     first: Vec<u8>,
     recheck: Recheck,
     by_name: bool,
@@ -223,11 +235,7 @@ async fn admit(
     };
     let protocol = protocol_of(detected.as_ref());
     let seconds = tracker.elapsed().as_secs_f64();
-    shared
-        .metrics
-        .detection_seconds
-        .with_label_values(&[protocol])
-        .observe(seconds);
+    shared.metrics.detected(protocol, seconds);
     let outcome = match at_accept {
         Some(denied) => denied,
         None => decide_first(&state, shared, &first, source, dest),
@@ -427,7 +435,7 @@ mod tests {
         let relaying = Relaying {
             tracker: crate::track::Tracker::new(shared.clone(), ListenerKind::Transparent, addr),
             shared,
-            record: Box::default(),
+            record: Pending::default(),
             client: TcpStream::connect(addr).await.unwrap(),
             upstream,
             written: 0,
@@ -441,12 +449,13 @@ mod tests {
         };
         let size = std::mem::size_of_val(&relaying.run());
         eprintln!(
-            "serve {serve_size} relay task {size} sleep {} relaying {} tcpstream {} tracker {} recheck {}",
+            "serve {serve_size} relay task {size} sleep {} relaying {} tcpstream {} tracker {} recheck {} pending {}",
             std::mem::size_of::<tokio::time::Sleep>(),
             std::mem::size_of::<Relaying>(),
             std::mem::size_of::<TcpStream>(),
             std::mem::size_of::<Tracker>(),
-            std::mem::size_of::<Recheck>()
+            std::mem::size_of::<Recheck>(),
+            std::mem::size_of::<Pending>()
         );
         assert!(size <= 768, "the relay task's future is {size} bytes");
     }

@@ -1,7 +1,7 @@
 //! `egress-proxy run`: load and validate the config before binding anything,
 //! bind every listener, serve until SIGTERM/SIGINT, then drain: stop
-//! accepting, wait for open connections up to the drain timeout, exit. A
-//! second signal exits at once.
+//! accepting, wait for open connections up to the drain timeout, write out
+//! the audit records still queued, exit. A second signal exits at once.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -136,8 +136,18 @@ async fn serve(loaded: Loaded) -> i32 {
         let _ = t.await;
     }
     drain(&shared).await;
+    let audit = shared.audit.clone();
+    let finished = tokio::task::spawn_blocking(move || audit.finish(AUDIT_FINISH))
+        .await
+        .unwrap_or(false);
+    if !finished {
+        tracing::warn!("audit log: records still queued at exit may be lost");
+    }
     EXIT_OK
 }
+
+/// How long shutdown waits for the audit writer to write out its queue.
+const AUDIT_FINISH: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Logs why the API side cannot start (each conflicting record) and fails.
 fn start_failed(e: &api::start::StartError) -> i32 {

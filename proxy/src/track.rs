@@ -1,15 +1,16 @@
 //! Per-connection bookkeeping shared by every listener: the active-connection
-//! gauge, the decision's log line and counter, and the audit record that is
-//! built at the decision and written at close.
+//! gauge, the decision's counter and log line (info for denials, debug for
+//! allowed connections), and the audit record whose decision part is
+//! serialized at the decision and written at close.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::act::relay::{RelayEnd, Relayed};
-use crate::audit::Record;
+use crate::audit::{Closed, Decided, Pending};
 use crate::config::Mode;
-use crate::decide::Outcome;
+use crate::decide::{Outcome, Verdict};
 use crate::detect::Detected;
 use crate::pipeline::ListenerKind;
 use crate::shared::Shared;
@@ -29,11 +30,7 @@ pub struct Tracker {
 impl Tracker {
     /// Starts tracking a connection accepted now.
     pub fn new(shared: Arc<Shared>, listener: ListenerKind, peer: SocketAddr) -> Self {
-        shared
-            .metrics
-            .active
-            .with_label_values(&[listener.as_str()])
-            .inc();
+        shared.metrics.active(listener).inc();
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -58,74 +55,77 @@ impl Tracker {
         protocol: &'static str,
         name: Option<&str>,
         outcome: &Outcome<'_>,
-    ) -> Box<Record> {
+    ) -> Pending {
         let listener = self.listener.as_str();
         let verdict = outcome.verdict.as_str();
         let reason = outcome.reason.as_str();
         self.shared
             .metrics
-            .connections
-            .with_label_values(&[listener, protocol, verdict, reason])
-            .inc();
-        let dest = dest.map(|d| d.to_string());
-        let rule = outcome.rule().to_string();
-        tracing::info!(
-            listener,
-            source = %self.peer,
-            dest = dest.as_deref().unwrap_or("-"),
-            name = name.unwrap_or("-"),
-            devbox = outcome.devbox(),
-            policy = outcome.policy_id(),
-            verdict,
-            reason = outcome.reason.detail(),
-            rule = %rule,
-            "decision"
-        );
+            .connection(self.listener, protocol, outcome.verdict, outcome.reason);
+        // Every connection is in the audit log; the log line is for denials
+        // (and would-be denials), allowed ones only at debug.
+        macro_rules! decision {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    listener,
+                    source = %self.peer,
+                    dest = dest.map(|d| d.to_string()).as_deref().unwrap_or("-"),
+                    name = name.unwrap_or("-"),
+                    devbox = outcome.devbox(),
+                    policy = outcome.policy_id(),
+                    verdict,
+                    reason = outcome.reason.detail(),
+                    rule = %outcome.rule(),
+                    "decision"
+                )
+            };
+        }
+        if outcome.verdict == Verdict::Allow {
+            decision!(tracing::Level::DEBUG);
+        } else {
+            decision!(tracing::Level::INFO);
+        }
         let decision = outcome.policy;
-        // Boxed: a relay keeps it until close, and a small task is what an
-        // idle connection costs.
-        Box::new(Record {
+        // Serialized now, once: a relay keeps it until close, and what a
+        // relay keeps is what an idle connection costs.
+        Pending::new(&Decided {
             time_ms: self.time_ms,
-            source: self.peer.to_string(),
-            devbox: decision.and_then(|d| d.devbox).map(str::to_owned),
-            account: decision.and_then(|d| d.account).map(str::to_owned),
+            source: self.peer,
+            devbox: decision.and_then(|d| d.devbox),
+            account: decision.and_then(|d| d.account),
             dest,
-            name: name.map(str::to_owned),
-            protocol: protocol.to_owned(),
-            listener: listener.to_owned(),
-            verdict: verdict.to_owned(),
-            reason: reason.to_owned(),
-            detail: outcome.reason.detail().to_owned(),
-            policy: decision.and_then(|d| d.policy_id).map(str::to_owned),
-            rule,
+            name,
+            protocol,
+            listener,
+            verdict,
+            reason,
+            detail: outcome.reason.detail(),
+            policy: decision.and_then(|d| d.policy_id),
+            rule: outcome.rule(),
             mode: match self.shared.config.mode {
-                Mode::Enforce => "enforce".to_owned(),
-                Mode::Report => "report".to_owned(),
+                Mode::Enforce => "enforce",
+                Mode::Report => "report",
             },
-            ..Record::default()
         })
     }
 
-    /// Completes and writes the audit record at close.
-    pub fn closed(&self, mut record: Box<Record>, moved: Relayed, end: Option<RelayEnd>) {
-        let bytes = &self.shared.metrics.bytes;
-        bytes.with_label_values(&["up"]).inc_by(moved.up);
-        bytes.with_label_values(&["down"]).inc_by(moved.down);
-        record.bytes_up = moved.up;
-        record.bytes_down = moved.down;
-        record.duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        record.end = end.map(|e| e.as_str().to_owned());
-        self.shared.audit.record(*record);
+    /// Completes the audit record at close and queues it for writing.
+    pub fn closed(&self, pending: Pending, moved: Relayed, end: Option<RelayEnd>) {
+        self.shared.metrics.relayed(moved.up, moved.down);
+        self.shared.audit.record(Closed {
+            pending,
+            bytes_up: moved.up,
+            bytes_down: moved.down,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            end: end.map(RelayEnd::as_str),
+        });
     }
 }
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        self.shared
-            .metrics
-            .active
-            .with_label_values(&[self.listener.as_str()])
-            .dec();
+        self.shared.metrics.active(self.listener).dec();
     }
 }
 
@@ -136,5 +136,154 @@ pub fn protocol_of(detected: Option<&Detected>) -> &'static str {
         Some(Detected::Http { .. }) => "http",
         Some(Detected::Unknown) => "unknown",
         None => "none",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::audit::{AuditLog, Record};
+
+    const CONFIG: &str = r#"
+[[policies]]
+id = "np_31Hx3kzV0aB7cD9eF2gH4"
+name = "p"
+egress = { allowed_hostnames = ["*.npmjs.org"] }
+
+[[devboxes]]
+id = "dbx_31Hx3kzV0aB7cD9eF2gH4"
+account = "acct_31Hx3kzV0aB7cD9eF2gH4"
+addresses = ["10.77.1.2"]
+network_policy_id = "np_31Hx3kzV0aB7cD9eF2gH4"
+"#;
+
+    fn shared(audit_path: &std::path::Path) -> Arc<Shared> {
+        let loaded = crate::config::load_str(CONFIG, "t", std::path::Path::new(".")).unwrap();
+        let metrics = crate::metrics::Metrics::new().unwrap();
+        let audit = AuditLog::start(
+            Some(audit_path.to_owned()),
+            16,
+            metrics.audit_dropped.clone(),
+        )
+        .unwrap();
+        Arc::new(Shared::new(
+            loaded.config,
+            loaded.state,
+            vec![],
+            metrics,
+            audit,
+        ))
+    }
+
+    /// What a relayed connection keeps between decision and close, and the
+    /// line written at close.
+    #[test]
+    fn a_decided_connection_keeps_one_string_and_writes_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let shared = shared(&path);
+        let peer: SocketAddr = "10.77.1.2:51234".parse().unwrap();
+        let dest: SocketAddr = "104.16.2.35:443".parse().unwrap();
+        let name = "registry.npmjs.org";
+        let state = shared.state.load_full();
+        let query = policy_matcher::Query {
+            source: peer.ip(),
+            dest,
+            name: Some(name),
+        };
+        let outcome = crate::decide::by_policy(&state, &shared.config, &query);
+        let tracker = Tracker::new(shared.clone(), ListenerKind::Transparent, peer);
+        let pending = tracker.decided(Some(dest), "tls", Some(name), &outcome);
+        eprintln!(
+            "kept: {} bytes inline + one {}-byte string",
+            std::mem::size_of_val(&pending),
+            pending.as_str().len()
+        );
+        assert_eq!(std::mem::size_of_val(&pending), 16);
+        let moved = Relayed {
+            up: 517,
+            down: 4096,
+        };
+        tracker.closed(pending, moved, Some(RelayEnd::Idle));
+        assert!(shared.audit.finish(Duration::from_secs(5)));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let record: Record = serde_json::from_str(text.trim_end()).unwrap();
+        let expected = Record {
+            time_ms: tracker.time_ms,
+            source: "10.77.1.2:51234".into(),
+            devbox: Some("dbx_31Hx3kzV0aB7cD9eF2gH4".into()),
+            account: Some("acct_31Hx3kzV0aB7cD9eF2gH4".into()),
+            dest: Some("104.16.2.35:443".into()),
+            name: Some(name.into()),
+            protocol: "tls".into(),
+            listener: "transparent".into(),
+            verdict: "allow".into(),
+            reason: "hostname".into(),
+            detail: "hostname".into(),
+            policy: Some("np_31Hx3kzV0aB7cD9eF2gH4".into()),
+            rule: "hostname:*.npmjs.org".into(),
+            mode: "enforce".into(),
+            bytes_up: 517,
+            bytes_down: 4096,
+            duration_ms: record.duration_ms,
+            end: Some("idle".into()),
+        };
+        assert_eq!(record, expected);
+        assert_eq!(text.lines().count(), 1);
+    }
+
+    /// A log writer the test reads back.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// At info, the decision line is logged for denials only.
+    #[test]
+    fn the_decision_line_is_info_for_denials_and_debug_for_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(&dir.path().join("audit.log"));
+        let peer: SocketAddr = "10.77.1.2:51234".parse().unwrap();
+        let dest: SocketAddr = "104.16.2.35:443".parse().unwrap();
+        let state = shared.state.load_full();
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            for name in ["registry.npmjs.org", "denied.test"] {
+                let query = policy_matcher::Query {
+                    source: peer.ip(),
+                    dest,
+                    name: Some(name),
+                };
+                let outcome = crate::decide::by_policy(&state, &shared.config, &query);
+                let tracker = Tracker::new(shared.clone(), ListenerKind::Transparent, peer);
+                let pending = tracker.decided(Some(dest), "tls", Some(name), &outcome);
+                tracker.closed(pending, Relayed::default(), None);
+            }
+        });
+        let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(logs.lines().count(), 1, "{logs}");
+        assert!(logs.contains(" INFO "), "{logs}");
+        assert!(logs.contains("decision"), "{logs}");
+        assert!(logs.contains("name=\"denied.test\""), "{logs}");
+        assert!(logs.contains("dest=\"104.16.2.35:443\""), "{logs}");
+        assert!(logs.contains("rule=-"), "{logs}");
+        assert!(!logs.contains("registry.npmjs.org"), "{logs}");
     }
 }
