@@ -22,7 +22,6 @@ pub struct Tracker {
     listener: ListenerKind,
     peer: SocketAddr,
     started: Instant,
-    time_ms: u64,
 }
 
 // === impl Tracker ===
@@ -31,16 +30,23 @@ impl Tracker {
     /// Starts tracking a connection accepted now.
     pub fn new(shared: Arc<Shared>, listener: ListenerKind, peer: SocketAddr) -> Self {
         shared.metrics.active(listener).inc();
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         Self {
             shared,
             listener,
             peer,
             started: Instant::now(),
-            time_ms,
         }
+    }
+
+    /// When the connection was accepted, in Unix milliseconds (from the
+    /// monotonic start, so a tracker needs no second clock field).
+    fn accepted_ms(&self) -> u64 {
+        let accepted = SystemTime::now()
+            .checked_sub(self.started.elapsed())
+            .unwrap_or(UNIX_EPOCH);
+        accepted
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
     }
 
     /// Time since accept.
@@ -90,7 +96,7 @@ impl Tracker {
         // Serialized now, once: a relay keeps it until close, and what a
         // relay keeps is what an idle connection costs.
         Pending::new(&Decided {
-            time_ms: self.time_ms,
+            time_ms: self.accepted_ms(),
             source: self.peer,
             devbox: decision.and_then(|d| d.devbox),
             account: decision.and_then(|d| d.account),
@@ -210,8 +216,17 @@ network_policy_id = "np_31Hx3kzV0aB7cD9eF2gH4"
         assert!(shared.audit.finish(Duration::from_secs(5)));
         let text = std::fs::read_to_string(&path).unwrap();
         let record: Record = serde_json::from_str(text.trim_end()).unwrap();
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        assert!(
+            record.time_ms <= now_ms && now_ms - record.time_ms < 60_000,
+            "time_ms {} is the accept time",
+            record.time_ms
+        );
         let expected = Record {
-            time_ms: tracker.time_ms,
+            time_ms: record.time_ms,
             source: "10.77.1.2:51234".into(),
             devbox: Some("dbx_31Hx3kzV0aB7cD9eF2gH4".into()),
             account: Some("acct_31Hx3kzV0aB7cD9eF2gH4".into()),
