@@ -159,7 +159,6 @@ impl Relaying {
         // An async block captures `self` once (an async fn would keep a
         // second copy): this future is what an idle connection costs.
         async move {
-            let _ = self.client.set_nodelay(true);
             let counters = Counters::default();
             let idle = self.shared.config.limits.idle_timeout;
             let stop = std::pin::pin!(self.recheck.until_denied(&self.shared));
@@ -344,7 +343,6 @@ pub async fn splice_to(
     let written = first.len() as u64;
     drop(first);
     let counters = Counters::default();
-    let _ = client.set_nodelay(true);
     let idle = shared.config.limits.idle_timeout;
     let stop = std::pin::pin!(recheck.until_denied(shared));
     let mut stop: std::pin::Pin<&mut (dyn std::future::Future<Output = ()> + Send)> = stop;

@@ -30,6 +30,7 @@ pub fn original_dst(stream: &TcpStream, peer: SocketAddr) -> io::Result<SocketAd
 
 /// A listener bound to `addr`; `transparent` sets IP_TRANSPARENT so that
 /// iptables `TPROXY` can deliver connections for any destination to it.
+/// TCP_NODELAY is set here once: Linux copies it to every accepted socket.
 pub fn listener(addr: SocketAddr, transparent: bool) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
@@ -42,6 +43,7 @@ pub fn listener(addr: SocketAddr, transparent: bool) -> io::Result<TcpListener> 
             SocketAddr::V6(_) => socket.set_ip_transparent_v6(true)?,
         }
     }
+    socket.set_tcp_nodelay(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
@@ -105,4 +107,19 @@ pub fn recv(from: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
 /// One `write(2)` of `buf` to `to` (a pipe).
 pub fn write(to: impl AsFd, buf: &[u8]) -> io::Result<usize> {
     nix::unistd::write(to, buf).map_err(io::Error::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The relay relies on accepted sockets inheriting TCP_NODELAY.
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay_from_the_listener() {
+        let listener = listener("127.0.0.1:0".parse().unwrap(), false).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        assert!(accepted.nodelay().unwrap());
+    }
 }
