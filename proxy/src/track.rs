@@ -183,16 +183,10 @@ network_policy_id = "np_31Hx3kzV0aB7cD9eF2gH4"
         ))
     }
 
-    /// What a relayed connection keeps between decision and close, and the
-    /// line written at close.
-    #[test]
-    fn a_decided_connection_keeps_one_string_and_writes_its_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("audit.log");
-        let shared = shared(&path);
+    /// A TLS connection for `name` from a bound devbox, decided.
+    fn decided(shared: &Arc<Shared>, name: &str) -> (Tracker, Pending) {
         let peer: SocketAddr = "10.77.1.2:51234".parse().unwrap();
         let dest: SocketAddr = "104.16.2.35:443".parse().unwrap();
-        let name = "registry.npmjs.org";
         let state = shared.state.load_full();
         let query = policy_matcher::Query {
             source: peer.ip(),
@@ -202,6 +196,18 @@ network_policy_id = "np_31Hx3kzV0aB7cD9eF2gH4"
         let outcome = crate::decide::by_policy(&state, &shared.config, &query);
         let tracker = Tracker::new(shared.clone(), ListenerKind::Transparent, peer);
         let pending = tracker.decided(Some(dest), "tls", Some(name), &outcome);
+        (tracker, pending)
+    }
+
+    /// What a relayed connection keeps between decision and close, and the
+    /// line written at close.
+    #[test]
+    fn a_decided_connection_keeps_one_string_and_writes_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let shared = shared(&path);
+        let name = "registry.npmjs.org";
+        let (tracker, pending) = decided(&shared, name);
         eprintln!(
             "kept: {} bytes inline + one {}-byte string",
             std::mem::size_of_val(&pending),
@@ -269,9 +275,6 @@ network_policy_id = "np_31Hx3kzV0aB7cD9eF2gH4"
     fn the_decision_line_is_info_for_denials_and_debug_for_allowed() {
         let dir = tempfile::tempdir().unwrap();
         let shared = shared(&dir.path().join("audit.log"));
-        let peer: SocketAddr = "10.77.1.2:51234".parse().unwrap();
-        let dest: SocketAddr = "104.16.2.35:443".parse().unwrap();
-        let state = shared.state.load_full();
         let captured = Captured::default();
         let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
@@ -281,14 +284,7 @@ network_policy_id = "np_31Hx3kzV0aB7cD9eF2gH4"
             .finish();
         tracing::subscriber::with_default(subscriber, || {
             for name in ["registry.npmjs.org", "denied.test"] {
-                let query = policy_matcher::Query {
-                    source: peer.ip(),
-                    dest,
-                    name: Some(name),
-                };
-                let outcome = crate::decide::by_policy(&state, &shared.config, &query);
-                let tracker = Tracker::new(shared.clone(), ListenerKind::Transparent, peer);
-                let pending = tracker.decided(Some(dest), "tls", Some(name), &outcome);
+                let (tracker, pending) = decided(&shared, name);
                 tracker.closed(pending, Relayed::default(), None);
             }
         });
