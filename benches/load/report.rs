@@ -40,6 +40,10 @@ pub(crate) struct Summary {
     /// CPU per connection: where egress-proxy would stand on the CPU target
     /// if its own code cost nothing.
     pub(crate) kernel_floor: Option<f64>,
+    /// (egress-proxy's added p50 − its user CPU per connection, from the
+    /// rate phase) over HAProxy's added p50: where egress-proxy would stand
+    /// on the p50 latency target if its own code took no time at all.
+    pub(crate) latency_floor: Option<f64>,
 }
 
 const KINDS: [PathKind; 3] = [PathKind::Direct, PathKind::Egress, PathKind::Haproxy];
@@ -137,10 +141,18 @@ impl Summary {
         let kernel_floor = median("sys_us_per_conn", 1)
             .zip(median("cpu_us_per_conn", 2))
             .and_then(|(a, b)| ratio(a, b));
+        let user_us = median("cpu_us_per_conn", 1)
+            .zip(median("sys_us_per_conn", 1))
+            .map(|(all, sys)| all - sys);
+        let latency_floor = median("added_p50_us", 1)
+            .zip(user_us)
+            .zip(median("added_p50_us", 2))
+            .and_then(|((added, user), theirs)| ratio(added - user, theirs));
         Summary {
             rows,
             targets,
             kernel_floor,
+            latency_floor,
         }
     }
 
@@ -203,6 +215,13 @@ impl Summary {
                  connection\n(where it would stand on the CPU target if its own code cost nothing)\n"
             );
         }
+        if let Some(floor) = self.latency_floor {
+            out += &format!(
+                "latency floor: egress-proxy's added p50 less its whole user CPU per connection is \
+                 {floor:.2}x HAProxy's added p50\n(where it would stand on the p50 target if its own \
+                 code took no time)\n"
+            );
+        }
         out
     }
 
@@ -231,7 +250,8 @@ impl Summary {
                 })
             })
             .collect();
-        json!({ "figures": rows, "targets": targets, "kernel_floor_vs_haproxy": self.kernel_floor })
+        json!({ "figures": rows, "targets": targets, "kernel_floor_vs_haproxy": self.kernel_floor,
+            "latency_floor_vs_haproxy": self.latency_floor })
     }
 }
 
