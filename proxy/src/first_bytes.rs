@@ -10,6 +10,7 @@
 use std::io;
 use std::time::Duration;
 
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -112,19 +113,35 @@ fn done(bytes: Vec<u8>, detection: Detection) -> FirstBytes {
 }
 
 /// One non-blocking read into `buf`'s spare room (grown up to the cap);
-/// `None` when the readiness was spurious.
+/// `None` when the readiness was spurious. A short read drained the socket:
+/// its readiness is cleared then, so the relay that follows does not start
+/// with a read that can only hear `EAGAIN`.
 fn read_some(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<Option<usize>> {
     let len = buf.len();
     let room = (len.max(FIRST_READ / 2) * 2).min(MAX_DETECT_BYTES);
     buf.resize(room, 0);
+    let mut got = 0;
     let result = match buf.get_mut(len..) {
-        Some(spare) => stream.try_read(spare),
+        Some(spare) => {
+            let want = spare.len();
+            stream.try_io(Interest::READABLE, || {
+                got = crate::sys::recv(stream, spare)?;
+                if got > 0 && got < want {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(got)
+            })
+        }
         None => Ok(0),
     };
     match result {
         Ok(n) => {
             buf.truncate(len + n);
             Ok(Some(n))
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => {
+            buf.truncate(len + got);
+            Ok(Some(got))
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             buf.truncate(len);
