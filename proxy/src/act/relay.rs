@@ -363,6 +363,29 @@ mod tests {
         );
     }
 
+    /// Messages the upstream cannot take at once (tiny buffers, a reader
+    /// that waits): what does not fit is parked in a pipe and arrives in
+    /// order.
+    #[tokio::test]
+    async fn messages_larger_than_the_peers_room_are_parked_and_delivered() {
+        let ((mut user, client), (upstream, mut server)) = pairs().await;
+        SockRef::from(&upstream).set_send_buffer_size(4096).unwrap();
+        SockRef::from(&server).set_recv_buffer_size(4096).unwrap();
+        let task = tokio::spawn(run_relay(client, upstream));
+        let message: Vec<u8> = (0..75_000u32).map(|i| (i % 253) as u8).collect();
+        for part in message.chunks(15_000) {
+            user.write_all(part).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut got = vec![0u8; message.len()];
+        server.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, message);
+        drop(user);
+        drop(server);
+        let (_, moved) = task.await.unwrap();
+        assert_eq!(moved.up, message.len() as u64);
+    }
+
     /// A stream larger than the message buffer, to a reader that stalls:
     /// partial writes park bytes in a pipe, the direction switches to
     /// splice, and every byte arrives in order.
