@@ -3,8 +3,8 @@
 //! ends when both sides are done, on an error, when idle too long, or when
 //! told to stop.
 //!
-//! Each direction starts in message mode: a burst is read into a buffer on
-//! the poll's stack and written straight on (two system calls; a short read
+//! Each direction starts in message mode: a burst is read into the worker
+//! thread's buffer and written straight on (two system calls; a short read
 //! means the socket is drained, so no third call to hear `EAGAIN`). Once a
 //! read fills the buffer the direction is carrying a stream and switches to
 //! splice(2) for good: bytes move socket → pipe → socket inside the kernel in
@@ -36,9 +36,15 @@ use crate::sys;
 const CHUNK: usize = sys::PIPE_SIZE;
 /// Empty pipes kept for reuse at most.
 const POOL_CAP: usize = 256;
-/// The message-mode buffer (on the poll's stack, never held while idle); a
-/// read that fills it switches the direction to splice.
+/// The message-mode buffer (one per worker thread, never held by a relay);
+/// a read that fills it switches the direction to splice.
 const MESSAGE: usize = 16 * 1024;
+
+thread_local! {
+    /// Zeroed once per thread, not per read.
+    static MESSAGE_BUF: std::cell::RefCell<[u8; MESSAGE]> =
+        const { std::cell::RefCell::new([0u8; MESSAGE]) };
+}
 
 /// Empty pipes between transfers: (read end, write end).
 static POOL: Mutex<Vec<(OwnedFd, OwnedFd)>> = Mutex::new(Vec::new());
@@ -239,8 +245,9 @@ impl Direction {
         }
     }
 
-    /// One read into a stack buffer and its write onward. A short read
-    /// drained the socket: its readiness is cleared without another call.
+    /// One read into the thread's message buffer and its write onward. A
+    /// short read drained the socket: its readiness is cleared without
+    /// another call.
     fn message(
         &mut self,
         from: &TcpStream,
@@ -249,10 +256,28 @@ impl Direction {
         moved: &mut bool,
         other_done: bool,
     ) -> io::Result<()> {
-        let mut buf = [0u8; MESSAGE];
+        let mut run =
+            |buf: &mut [u8; MESSAGE]| self.message_in(buf, from, to, bytes, moved, other_done);
+        MESSAGE_BUF
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut buf) => run(&mut buf),
+                Err(_) => run(&mut [0u8; MESSAGE]),
+            })
+            .unwrap_or_else(|_| run(&mut [0u8; MESSAGE]))
+    }
+
+    fn message_in(
+        &mut self,
+        buf: &mut [u8; MESSAGE],
+        from: &TcpStream,
+        to: &TcpStream,
+        bytes: &AtomicU64,
+        moved: &mut bool,
+        other_done: bool,
+    ) -> io::Result<()> {
         let mut got = 0;
         let read = from.try_io(Interest::READABLE, || {
-            got = sys::recv(from, &mut buf)?;
+            got = sys::recv(from, &mut buf[..])?;
             if got > 0 && got < MESSAGE {
                 // Drained: report WouldBlock so tokio clears the readiness
                 // (the bytes are in `got`).
