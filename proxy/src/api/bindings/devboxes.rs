@@ -50,14 +50,7 @@ pub async fn create(
     if let Some(id) = &fields.id {
         super::check_id(id, &mut issues);
     }
-    if fields.addresses.as_ref().is_none_or(Vec::is_empty) {
-        issues.push(Issue::error(
-            "addresses",
-            "",
-            "at least one address is required",
-        ));
-    }
-    fields.check(&mut issues);
+    fields.check(Write::Create, &mut issues);
     super::invalid_if_any(issues)?;
     let id = match fields.id.clone() {
         Some(id) => id,
@@ -136,14 +129,7 @@ pub async fn update(
     if fields.id.as_ref().is_some_and(|given| *given != id) {
         issues.push(Issue::error("id", "", "differs from the id in the path"));
     }
-    if fields.addresses.as_ref().is_some_and(Vec::is_empty) {
-        issues.push(Issue::error(
-            "addresses",
-            "",
-            "at least one address is required",
-        ));
-    }
-    fields.check(&mut issues);
+    fields.check(Write::Update, &mut issues);
     super::invalid_if_any(issues)?;
     write::commit(api, move |snap, files| {
         let mut devbox = super::own_devbox(snap, files, &account, &id)?.clone();
@@ -173,10 +159,30 @@ pub async fn delete(
     .await
 }
 
+/// Which write a devbox's fields arrive with.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    Create,
+    Update,
+}
+
 // === impl DevboxFields ===
 
 impl DevboxFields {
-    fn check(&self, issues: &mut Vec<Issue>) {
+    /// Checks the fields; a create must name addresses, an update may leave
+    /// them out but not empty them.
+    fn check(&self, write: Write, issues: &mut Vec<Issue>) {
+        let missing = match write {
+            Write::Create => self.addresses.as_ref().is_none_or(Vec::is_empty),
+            Write::Update => self.addresses.as_ref().is_some_and(Vec::is_empty),
+        };
+        if missing {
+            issues.push(Issue::error(
+                "addresses",
+                "",
+                "at least one address is required",
+            ));
+        }
         super::check_addresses(
             "addresses",
             self.addresses.as_deref().unwrap_or_default(),
