@@ -6,7 +6,7 @@
 //! If these fail, every other e2e failure is noise.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use crate::support::{self, Curl, SClient, TestCa, TestServer, Topology, WAIT, sockets};
 
@@ -98,6 +98,33 @@ fn nothing_routes_beyond_the_topology() {
     }
 }
 
+/// Listens on `port` in the gateway (with `bind`), connects from the client
+/// to the server's port 443 and accepts what the rules deliver: (the
+/// client's target, the client's stream, the accepted stream).
+fn intercept(
+    topo: &Topology,
+    v6: bool,
+    port: u16,
+    bind: fn(SocketAddr) -> std::io::Result<TcpListener>,
+) -> (SocketAddr, TcpStream, TcpStream) {
+    let any: SocketAddr = if v6 {
+        format!("[::]:{port}")
+    } else {
+        format!("0.0.0.0:{port}")
+    }
+    .parse()
+    .unwrap();
+    let listener = topo.gateway.enter(|| bind(any)).unwrap();
+    let target = Topology::server_addr(v6, 443);
+    let client = topo
+        .client
+        .enter(|| sockets::connect(target, WAIT))
+        .unwrap();
+    let (stream, peer) = sockets::accept_within(&listener, WAIT).unwrap();
+    assert_eq!(peer.ip(), Topology::client_ip(v6));
+    (target, client, stream)
+}
+
 #[test]
 fn redirect_delivers_connection_with_original_destination() {
     if !support::require_root() {
@@ -108,18 +135,7 @@ fn redirect_delivers_connection_with_original_destination() {
     let server = TestServer::echo(&topo.server, 443).unwrap();
 
     for v6 in [false, true] {
-        let any = if v6 { "[::]:15001" } else { "0.0.0.0:15001" };
-        let listener = topo
-            .gateway
-            .enter(|| sockets::bind(any.parse().unwrap()))
-            .unwrap();
-        let target = Topology::server_addr(v6, 443);
-        let mut client = topo
-            .client
-            .enter(|| sockets::connect(target, WAIT))
-            .unwrap();
-        let (mut stream, peer) = sockets::accept_within(&listener, WAIT).unwrap();
-        assert_eq!(peer.ip(), Topology::client_ip(v6));
+        let (target, mut client, mut stream) = intercept(&topo, v6, 15001, sockets::bind);
         assert_eq!(sockets::original_dst(&stream).unwrap(), target);
         assert_ne!(
             stream.local_addr().unwrap(),
@@ -145,18 +161,8 @@ fn tproxy_delivers_connection_to_original_destination() {
     let server = TestServer::echo(&topo.server, 443).unwrap();
 
     for v6 in [false, true] {
-        let any = if v6 { "[::]:15002" } else { "0.0.0.0:15002" };
-        let listener = topo
-            .gateway
-            .enter(|| sockets::bind_transparent(any.parse().unwrap()))
-            .unwrap();
-        let target = Topology::server_addr(v6, 443);
-        let mut client = topo
-            .client
-            .enter(|| sockets::connect(target, WAIT))
-            .unwrap();
-        let (mut stream, peer) = sockets::accept_within(&listener, WAIT).unwrap();
-        assert_eq!(peer.ip(), Topology::client_ip(v6));
+        let (target, mut client, mut stream) =
+            intercept(&topo, v6, 15002, sockets::bind_transparent);
         assert_eq!(stream.local_addr().unwrap(), target);
         round_trip(&mut client, &mut stream);
     }
